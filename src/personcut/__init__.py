@@ -1,0 +1,16 @@
+"""personcut: remove the background behind people in photos."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Segmenter", "__version__", "remove"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so `import personcut` stays cheap and torch-free.
+    if name in ("Segmenter", "remove"):
+        from personcut import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'personcut' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from personcut.cli import main
+
+raise SystemExit(main())

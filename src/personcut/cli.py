@@ -1,0 +1,360 @@
+"""The ``personcut`` command: remove, train, evaluate, export, serve.
+
+Torch is imported only inside the subcommands that need it, so the base install (ONNX Runtime)
+can run ``personcut remove`` without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from personcut import __version__
+
+log = logging.getLogger("personcut")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from personcut.config import load_config
+    from personcut.engine import fit
+
+    overrides = list(args.set or [])
+    if args.out:
+        overrides.append(f"train.out_dir={args.out}")
+    if args.init:
+        overrides.append(f"train.init={args.init}")
+    config = load_config(args.config, overrides)
+    history = fit(config, resume=args.resume)
+    print(json.dumps(history[-1] if history else {}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from personcut.checkpoint import load_model
+    from personcut.data import build_dataset, skipped_files
+    from personcut.data.transforms import EvalTransform
+    from personcut.engine import Runtime, evaluate, make_eval_loader, setup_runtime
+    from personcut.plots import prediction_sheet
+
+    runtime: Runtime = setup_runtime(args.device)
+    model, config = load_model(args.model, runtime.device)
+    size = args.size or config.data.eval_size
+    dataset = build_dataset(args.data, EvalTransform(size), crowd=config.data.crowd)
+    loader = make_eval_loader(dataset, args.batch_size, args.num_workers, runtime)
+    torch.set_grad_enabled(False)
+    result = evaluate(
+        model.to(runtime.device), loader, runtime.device, groups=loader.groups,
+        keep=args.sheet_images if args.sheet else 0,
+    )
+    examples = result.pop("examples", [])
+    if args.sheet and examples:
+        prediction_sheet(examples, args.sheet)
+    result["eval_size"] = size
+    result["skipped"] = skipped_files(dataset)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the U-Net", description="Train the U-Net on COCO "
+                       "and/or image/mask folders. Also runs under torchrun for several GPUs.")
+    p.add_argument("--config", type=Path, help="YAML config (defaults when omitted)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set model.width=32 (repeatable)")
+    p.add_argument("--out", help="output folder (same as --set train.out_dir=...)")
+    p.add_argument("--init", help='start from weights: a .pt/.safetensors file or "shipped"')
+    p.add_argument("--resume", type=Path, help="continue a run from its last.pt")
+    p.set_defaults(func=_train)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure person IoU / 2-class mIoU on labelled data")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint .pt or .safetensors")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="image/mask folders or COCO json (JSON or JSON:IMAGES_DIR)")
+    p.add_argument("--size", type=int, help="working size (long side); default: the model's")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sheet", type=Path, help="write an overlay sheet PNG here")
+    p.add_argument("--sheet-images", type=int, default=8)
+    p.set_defaults(func=_evaluate)
+
+
+# ----------------------------------------------------------------------------------- remove
+
+@dataclass
+class Job:
+    """One input and where its result goes (``None`` output: stdout)."""
+
+    source: Path | None  # None: stdin
+    output: Path | None
+
+    @property
+    def name(self) -> str:
+        return str(self.source) if self.source else "<stdin>"
+
+
+def _output_format(path: Path | None, fmt: str | None) -> str:
+    from personcut.imaging import FORMATS
+
+    if fmt:
+        return fmt.upper().replace("JPG", "JPEG")
+    if path is not None and path.suffix.lower() in FORMATS:
+        return FORMATS[path.suffix.lower()]
+    return "PNG"
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
+    """Expand inputs into jobs with their output paths; problems found up front are returned
+    as messages (the other files still run)."""
+    from personcut.imaging import FORMATS
+
+    ext = {"PNG": ".png", "WEBP": ".webp", "JPEG": ".jpg"}[_output_format(None, args.format)]
+    if args.output and Path(args.output).suffix.lower() in FORMATS:
+        ext = Path(args.output).suffix.lower()
+    sources: list[tuple[Path | None, Path | None]] = []  # (file, folder it was found in)
+    errors: list[str] = []
+    for item in args.inputs:
+        if item == "-":
+            sources.append((None, None))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if args.recursive else "*"
+            found = sorted(
+                p for p in path.glob(pattern)
+                if p.is_file() and p.suffix.lower() in INPUT_EXTENSIONS and ".cutout." not in p.name
+            )
+            if not found:
+                errors.append(f"{path}: folder holds no images"
+                              + ("" if args.recursive else " (use -r to look in subfolders)"))
+            sources.extend((p, path) for p in found)
+        elif path.exists():
+            sources.append((path, None))
+        else:
+            errors.append(f"{path}: no such file or folder")
+    single = len(args.inputs) == 1 and len(sources) == 1 and sources[0][1] is None
+    out = Path(args.output) if args.output else None
+    if out is not None and not single:
+        if out.exists() and not out.is_dir():
+            errors.append(f"{out}: -o must name a folder when there are several inputs")
+            return [], errors
+        out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for src, folder in sources:
+        if src is None:
+            target = out  # None: stdout
+        elif out is None:
+            target = src.with_name(src.stem + ".cutout" + ext)
+        elif single:
+            target = out / (src.stem + ext) if out.is_dir() else out
+        else:
+            rel = src.relative_to(folder) if folder is not None else Path(src.name)
+            target = out / rel.with_suffix(ext)
+        jobs.append(Job(src, target))
+    return jobs, errors
+
+
+def _check_target(job: Job, inputs: set[Path], taken: set[Path], overwrite: bool) -> None:
+    if job.output is None:
+        return
+    resolved = job.output.resolve()
+    if resolved in inputs:
+        raise ValueError(f"{job.name}: output {job.output} is an input; refusing to overwrite it")
+    if resolved in taken:
+        raise ValueError(f"{job.name}: output {job.output} is also another input's output")
+    if job.output.exists() and not overwrite:
+        raise ValueError(f"{job.name}: output {job.output} exists (use --overwrite to replace it)")
+    taken.add(resolved)
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+    from tqdm import tqdm
+
+    from personcut.imaging import encode, load_image, to_rgb, write_atomic
+    from personcut.inference import Segmenter, cut
+
+    if args.output == "-":
+        args.output = None
+    jobs, failures = _plan(args)
+    if not jobs:
+        for f in failures:
+            print(f"personcut remove: {f}", file=sys.stderr)
+        return 1
+    segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
+    stdin_data = sys.stdin.buffer.read() if any(j.source is None for j in jobs) else None
+    inputs = {j.source.resolve() for j in jobs if j.source is not None}
+    taken: set[Path] = set()
+    options = dict(mask=args.mask, bg=args.bg, bg_image=args.bg_image, blur=args.blur,
+                   crop=args.crop, threshold=args.threshold)
+    if args.bg:
+        from personcut.imaging import parse_color
+
+        parse_color(args.bg)  # a bad colour fails before any work
+    if args.bg_image:
+        load_image(args.bg_image)
+
+    opaque = bool(args.bg or args.bg_image or args.blur or args.mask)
+    runnable = []
+    for job in jobs:  # output checks up front, in order, before any work
+        try:
+            _check_target(job, inputs, taken, args.overwrite)
+            if _output_format(job.output, args.format) == "JPEG" and not opaque:
+                raise ValueError(f"{job.name}: JPEG cannot hold transparency; add --bg COLOR, "
+                                 "--bg-image or --blur, or write PNG/WebP")
+            runnable.append(job)
+        except ValueError as exc:
+            failures.append(str(exc))
+    jobs = runnable
+
+    def decode(job: Job):
+        image = load_image(stdin_data if job.source is None else job.source, args.max_pixels)
+        return image, to_rgb(image), _output_format(job.output, args.format)
+
+    def finish(job: Job, image, alpha, fmt: str) -> None:
+        result = cut(image, alpha, **options)
+        data = encode(result, fmt, image.info.get("icc_profile"))
+        if job.output is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(job.output, data)
+
+    ok = 0
+    # Decoding and encoding run in threads beside inference (Pillow and ONNX Runtime release
+    # the GIL), a bounded window ahead so memory stays flat over big folders.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = [(job, pool.submit(decode, job)) for job in jobs[: args.batch_size + 2]]
+        queued = len(pending)
+        writes = []
+        bar = tqdm(total=len(jobs), desc="remove", unit="img", disable=len(jobs) < 2 or args.quiet)
+        while pending:
+            batch = []
+            while pending and len(batch) < args.batch_size:
+                job, future = pending.pop(0)
+                if queued < len(jobs):
+                    pending.append((jobs[queued], pool.submit(decode, jobs[queued])))
+                    queued += 1
+                try:
+                    batch.append((job, *future.result()))
+                except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
+                    failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
+                    bar.update()
+            if not batch:
+                continue
+            try:
+                alphas = segmenter._predict_rgb([b[2] for b in batch])
+            except Exception as exc:  # noqa: BLE001
+                failures.extend(f"{b[0].name}: inference failed ({exc})" for b in batch)
+                bar.update(len(batch))
+                continue
+            for (job, image, _rgb, fmt), alpha in zip(batch, alphas):
+                writes.append((job, pool.submit(finish, job, image, alpha, fmt)))
+            for job, future in writes:
+                try:
+                    future.result()
+                    ok += 1
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"{job.name}: cannot write {job.output} ({exc})")
+                bar.update()
+            writes = []
+        bar.close()
+    for f in failures:
+        print(f"personcut remove: {f}", file=sys.stderr)
+    if failures:
+        print(f"personcut remove: {ok} done, {len(failures)} failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _add_remove(sub) -> None:
+    p = sub.add_parser(
+        "remove", help="remove the background behind people",
+        description="Cut the people out of photos. One input: -o names the output file; several "
+        "(or a folder): -o names a folder. Without -o, writes NAME.cutout.png beside each input.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or - (stdin)")
+    p.add_argument("-o", "--output", help="output file (one input) or folder (several)")
+    p.add_argument("-r", "--recursive", action="store_true", help="look into subfolders")
+    p.add_argument("--format", choices=["png", "webp", "jpeg", "jpg"],
+                   help="output format (default: from -o's extension, else png)")
+    p.add_argument("--mask", action="store_true", help="write the 8-bit mask instead")
+    p.add_argument("--bg", metavar="COLOR", help="opaque background colour (name or #hex)")
+    p.add_argument("--bg-image", metavar="PATH", help="background picture (scaled to cover)")
+    p.add_argument("--blur", type=float, default=0.0, metavar="RADIUS",
+                   help="blur the photo's own background (portrait style)")
+    p.add_argument("--crop", action="store_true", help="trim to the people plus a margin")
+    p.add_argument("--threshold", type=float, metavar="T", help="hard mask at probability T")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--max-pixels", type=int, default=100_000_000,
+                   help="refuse larger images (default 100 megapixels)")
+    p.add_argument("--model", help="model file (.onnx, .pt, .safetensors); default: shipped")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--size", type=int, help="working size (long side); default: the model's")
+    p.add_argument("--batch-size", type=int, default=1, help="images per inference call")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_remove)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from personcut.export import export_checkpoint
+
+    info = export_checkpoint(args.checkpoint, args.output, fp16=args.fp16)
+    print(json.dumps({"output": str(args.output), "parity_max_abs_diff":
+                      info["onnx_parity_max_abs_diff"], "parameters": info["parameters"]}))
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check)")
+    p.add_argument("checkpoint", type=Path, help="checkpoint .pt or .safetensors")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--fp16", action="store_true", help="store weights in float16")
+    p.set_defaults(func=_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personcut", description="Remove the background behind people in photos."
+    )
+    parser.add_argument("--version", action="version", version=f"personcut {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say more (e.g. which runtime and device run the model)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+_SUBCOMMANDS = [_add_remove, _add_train, _add_evaluate, _add_export]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        # remove stays quiet unless asked; training reports its progress.
+        level=logging.DEBUG if args.verbose else (
+            logging.WARNING if args.command == "remove" else logging.INFO),
+        format="%(levelname)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        # Config typos, missing files, malformed data: one clear line, non-zero exit.
+        print(f"personcut {args.command}: error: {exc}", file=sys.stderr)
+        return 2

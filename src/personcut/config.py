@@ -1,0 +1,205 @@
+"""Configuration dataclasses for the model, the data and training.
+
+A YAML file sets values, ``--set section.key=value`` overrides them, and the resolved config is
+written next to every run's outputs and stored inside every checkpoint, so a checkpoint alone is
+enough to rebuild its model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or holds an invalid value."""
+
+
+@dataclass
+class ModelConfig:
+    """The U-Net's shape."""
+
+    width: int = 16
+    """Channels of the first encoder block; each deeper block doubles them (paper: 64)."""
+    depth: int = 4
+    """Number of 2x2 poolings (paper: 4). Inputs are padded to a multiple of 2**depth."""
+    batch_norm: bool = True
+    """BatchNorm after each 3x3 conv; False gives the paper's exact form."""
+    in_channels: int = 3
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    """Per-channel mean subtracted inside the model, so callers feed RGB in [0, 1]."""
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise ConfigError(f"model.width must be >= 1, got {self.width}")
+        if not 1 <= self.depth <= 7:
+            raise ConfigError(f"model.depth must be in 1..7, got {self.depth}")
+        self.mean = tuple(float(v) for v in self.mean)  # YAML gives lists
+        self.std = tuple(float(v) for v in self.std)
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise ConfigError("model.mean and model.std need one value per input channel")
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are augmented."""
+
+    train: list[str] = field(default_factory=list)
+    """Training sources. Each is a folder with images/ and masks/, a COCO json (images in the
+    folder named like the json's split, e.g. train2017/, or given as ``JSON:IMAGES_DIR``), or a
+    folder with images/ and annotations/*.json."""
+    val: list[str] = field(default_factory=list)
+    """Validation sources, same forms as ``train``."""
+    backgrounds: str | None = None
+    """Folder of person-free photos for copy-paste compositing (None: no compositing)."""
+    copy_paste_p: float = 0.5
+    """Probability that a training sample's people are pasted onto a random background."""
+    crop_size: int = 256
+    """Side of the square training crops."""
+    eval_size: int = 320
+    """Validation: the long side is resized to this, then padded to a square."""
+    min_scale: float = 0.25
+    """Smallest area fraction kept by the random resized crop."""
+    rotate_degrees: float = 10.0
+    crowd: str = "ignore"
+    """COCO crowd regions: "ignore" (left out of loss and metrics) or "person"."""
+    keep_empty: bool = True
+    """Keep COCO images with no person as negatives."""
+    min_person_area: float = 0.0
+    """Drop COCO person instances smaller than this many pixels."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train, str):
+            self.train = [self.train]
+        if isinstance(self.val, str):
+            self.val = [self.val]
+        if self.crowd not in ("ignore", "person"):
+            raise ConfigError(f'data.crowd must be "ignore" or "person", got {self.crowd!r}')
+        if not 0.0 <= self.copy_paste_p <= 1.0:
+            raise ConfigError(f"data.copy_paste_p must be in [0, 1], got {self.copy_paste_p}")
+        if not 0.0 < self.min_scale <= 1.0:
+            raise ConfigError(f"data.min_scale must be in (0, 1], got {self.min_scale}")
+        if self.crop_size % 16 or self.eval_size % 16:
+            raise ConfigError("data.crop_size and data.eval_size must be multiples of 16")
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation schedule and the machinery around it."""
+
+    out_dir: str = "runs/default"
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    """Linear warm-up length in epochs (fractions allowed), then cosine decay to zero."""
+    dice_weight: float = 0.0
+    """Weight of the Dice loss added to binary cross-entropy (0: BCE only)."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this (0: no clipping)."""
+    amp: str = "auto"
+    """Mixed precision on CUDA: "bf16", "fp16", "none", or "auto" (bf16 where supported)."""
+    channels_last: bool = True
+    """Use channels_last memory format on CUDA."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    sync_bn: bool = False
+    """Convert BatchNorm to SyncBatchNorm under torchrun."""
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    max_steps_per_epoch: int = 0
+    """Stop each epoch after this many steps (0: the whole loader); for smoke runs."""
+    init: str | None = None
+    """Start from these weights (checkpoint .pt, .safetensors, or "shipped")."""
+    sheet_images: int = 8
+    """Validation images shown in the predictions sheet written each epoch."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("train.epochs and train.batch_size must be >= 1")
+        if self.amp not in ("auto", "bf16", "fp16", "none"):
+            raise ConfigError(f'train.amp must be auto, bf16, fp16 or none, got {self.amp!r}')
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Config:
+        """Build a config from nested dicts, naming any unknown key with a suggestion."""
+        raw = raw or {}
+        _check_keys(raw, {f.name for f in dataclasses.fields(cls)}, source, "")
+        parts = {}
+        for f in dataclasses.fields(cls):
+            section_cls = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}[f.name]
+            values = raw.get(f.name) or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: section {f.name!r} must be a mapping")
+            known = {g.name for g in dataclasses.fields(section_cls)}
+            _check_keys(values, known, source, f.name + ".")
+            try:
+                parts[f.name] = section_cls(**values)
+            except TypeError as exc:
+                raise ConfigError(f"{source}: {exc}") from exc
+        return cls(**parts)
+
+
+def _check_keys(values: dict, known: set[str], source: str, prefix: str) -> None:
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(f"{source}: unknown key {prefix}{key!r}{hint}")
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults) and apply ``section.key=value`` overrides."""
+    import yaml
+
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of model/data/train")
+        source = str(path)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"override {item!r}: {section!r} is not a section")
+        raw[section][name] = _parse_value(value)
+    return Config.from_dict(raw, source=source)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,48 @@
+"""Datasets of (image, person mask) pairs: COCO through pycocotools, or image/mask folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from personcut.data.coco import CocoPersonDataset, resolve_coco_source
+from personcut.data.folders import IGNORE, FolderDataset
+
+__all__ = ["IGNORE", "CocoPersonDataset", "FolderDataset", "build_dataset"]
+
+
+def _is_coco(spec: str) -> bool:
+    path = Path(spec.split(".json:", 1)[0] + ".json") if ".json:" in spec else Path(spec)
+    return path.suffix == ".json" or (path / "annotations").is_dir()
+
+
+def build_dataset(
+    sources: list[str],
+    transform=None,
+    crowd: str = "ignore",
+    keep_empty: bool = True,
+    min_person_area: float = 0.0,
+) -> Dataset:
+    """One dataset over several sources (folders and COCO files may be mixed)."""
+    if not sources:
+        raise ValueError("no data sources given (set data.train / data.val or pass --data)")
+    parts: list[Dataset] = []
+    for spec in sources:
+        if _is_coco(spec):
+            ann, images = resolve_coco_source(spec)
+            parts.append(
+                CocoPersonDataset(ann, images, transform, crowd, keep_empty, min_person_area)
+            )
+        elif Path(spec).is_dir():
+            parts.append(FolderDataset(spec, transform))
+        else:
+            raise FileNotFoundError(
+                f"data source {spec} is neither a folder with images/ and masks/ nor a COCO json"
+            )
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def skipped_files(dataset: Dataset) -> list[str]:
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    return [s for p in parts for s in getattr(p, "skipped", [])]

@@ -1,0 +1,111 @@
+"""Image/mask folder pairs: ``images/NAME.jpg`` with ``masks/NAME.png``, matched by file stem."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+IGNORE = 255
+"""Mask value for pixels left out of the loss and the metrics."""
+
+
+def group_of(stem: str, fallback: str) -> str:
+    """The source a file belongs to: its name's prefix before "-" (``picsart-0001``), else the
+    folder's name. Metrics are broken down by this."""
+    return stem.split("-", 1)[0] if "-" in stem else fallback
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
+            files.setdefault(path.stem, path)
+    return files
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """A mask file as uint8 {0, 1}: values at or above 128 are person."""
+    with Image.open(path) as im:
+        return (np.asarray(im.convert("L")) >= 128).astype(np.uint8)
+
+
+class FolderDataset(Dataset):
+    """Pairs of ``images/`` and ``masks/`` files under ``root``.
+
+    Pairs whose mask is missing, unreadable or of another size are skipped with a warning and
+    listed in ``skipped``. Items are ``(image uint8 HxWx3, mask uint8 HxW, group)`` before the
+    transform, or whatever ``transform(image, mask)`` returns, plus the group.
+    """
+
+    def __init__(self, root: str | Path, transform=None) -> None:
+        self.root = Path(root)
+        image_dir, mask_dir = self.root / "images", self.root / "masks"
+        for d in (image_dir, mask_dir):
+            if not d.is_dir():
+                raise FileNotFoundError(
+                    f"{self.root}: expected an images/ and a masks/ folder, {d.name}/ is missing"
+                )
+        self.transform = transform
+        self.skipped: list[str] = []
+        masks = _by_stem(mask_dir)
+        self.items: list[tuple[Path, Path, str]] = []
+        for stem, image_path in _by_stem(image_dir).items():
+            mask_path = masks.get(stem)
+            problem = None
+            if mask_path is None:
+                problem = "has no mask in masks/"
+            else:
+                try:  # headers only: cheap enough to check every pair up front
+                    with Image.open(image_path) as im, Image.open(mask_path) as mk:
+                        if im.size != mk.size:
+                            problem = f"is {im.size[0]}x{im.size[1]} but its mask is " \
+                                      f"{mk.size[0]}x{mk.size[1]}"
+                except (UnidentifiedImageError, OSError) as exc:
+                    problem = f"cannot be read ({exc})"
+            if problem:
+                log.warning("skipping %s: %s", image_path, problem)
+                self.skipped.append(f"{image_path}: {problem}")
+                continue
+            self.items.append((image_path, mask_path, group_of(stem, self.root.name)))
+        if not self.items:
+            raise ValueError(f"{self.root}: no usable image/mask pairs found")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        image_path, mask_path, group = self.items[index]
+        with Image.open(image_path) as im:
+            image = np.asarray(im.convert("RGB"))
+        return image, load_mask(mask_path), group
+
+    def __getitem__(self, index: int):
+        image, mask, group = _load_or_substitute(self, index)
+        if self.transform is None:
+            return image, mask, group
+        return (*self.transform(image, mask), group)
+
+
+def _load_or_substitute(dataset, index: int):
+    """Decode item ``index``; if the file turns out corrupt, warn and use the next item instead,
+    so one bad file out of 118k does not stop a training run."""
+    for attempt in range(len(dataset)):
+        i = (index + attempt) % len(dataset)
+        try:
+            return dataset.load(i)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            name = dataset.items[i][0] if hasattr(dataset, "items") else i
+            log.warning("skipping %s: cannot be decoded (%s)", name, exc)
+    raise RuntimeError("no item of the dataset could be decoded")
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(image.copy()).permute(2, 0, 1), torch.from_numpy(mask.copy())[None]

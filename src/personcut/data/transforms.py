@@ -1,0 +1,119 @@
+"""Paired (image, mask) transforms on torchvision.transforms.v2.
+
+Image and mask always travel together: v2 transforms resize ``tv_tensors.Mask`` with nearest
+neighbour and leave it out of colour changes. Empty areas created by rotation are filled with the
+ignore value in the mask, so the model is not taught that black corners are background.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from personcut.data.folders import IGNORE, IMAGE_EXTENSIONS, to_tensors
+
+
+class CopyPaste:
+    """Cut the people out with their mask and paste them, at a random scale and place, onto a
+    random person-free photo. The training pack is small and portrait-heavy; this shows the model
+    people of many sizes against many scenes."""
+
+    def __init__(self, backgrounds: str | Path, p: float = 0.5, scale=(0.35, 1.0)) -> None:
+        folder = Path(backgrounds)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"backgrounds folder {folder} does not exist")
+        self.files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise ValueError(f"backgrounds folder {folder} holds no images")
+        self.p, self.scale = p, scale
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor):
+        if torch.rand(()) >= self.p:
+            return image, mask
+        _, h, w = image.shape
+        index = int(torch.randint(len(self.files), ()))
+        with Image.open(self.files[index]) as bg:
+            bg = bg.convert("RGB")
+            cover = max(w / bg.width, h / bg.height)
+            size = (max(w, math.ceil(bg.width * cover)), max(h, math.ceil(bg.height * cover)))
+            bg = np.asarray(bg.resize(size, Image.BILINEAR))
+        y0 = int(torch.randint(bg.shape[0] - h + 1, ()))
+        x0 = int(torch.randint(bg.shape[1] - w + 1, ()))
+        canvas = torch.from_numpy(bg[y0 : y0 + h, x0 : x0 + w].copy()).permute(2, 0, 1)
+        s = float(torch.empty(()).uniform_(*self.scale))
+        ph, pw = max(1, round(h * s)), max(1, round(w * s))
+        person = F.interpolate(image[None].float(), (ph, pw), mode="bilinear", antialias=True)[0]
+        pmask = F.interpolate(mask[None].float(), (ph, pw), mode="nearest")[0].to(mask.dtype)
+        top = int(torch.randint(h - ph + 1, ()))
+        left = int(torch.randint(w - pw + 1, ()))
+        new_mask = torch.zeros_like(mask)
+        new_mask[:, top : top + ph, left : left + pw] = pmask
+        region = canvas[:, top : top + ph, left : left + pw]
+        keep = (pmask != 0).expand_as(region)
+        region[keep] = person.round().clamp(0, 255).to(torch.uint8)[keep]
+        return canvas, new_mask
+
+
+class TrainTransform:
+    """Copy-paste, random resized crop, flip, small rotation/scale, colour jitter."""
+
+    def __init__(
+        self,
+        crop_size: int,
+        backgrounds: str | Path | None = None,
+        copy_paste_p: float = 0.5,
+        min_scale: float = 0.25,
+        rotate_degrees: float = 10.0,
+    ) -> None:
+        self.copy_paste = CopyPaste(backgrounds, copy_paste_p) if backgrounds else None
+        self.geometric = v2.Compose(
+            [
+                v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomAffine(
+                    degrees=rotate_degrees,
+                    scale=(0.9, 1.1),
+                    fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE},
+                ),
+                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
+                v2.RandomGrayscale(p=0.05),
+            ]
+        )
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        img, msk = to_tensors(image, mask)
+        if self.copy_paste is not None:
+            img, msk = self.copy_paste(img, msk)
+        img, msk = self.geometric(tv_tensors.Image(img), tv_tensors.Mask(msk))
+        return img.float().div_(255), msk.as_subclass(torch.Tensor)
+
+
+class EvalTransform:
+    """Resize the long side to ``size`` and pad to a square; the mask stays at full size so
+    metrics are measured at the resolution of the labels. Returns (image, mask, (h, w)) where
+    (h, w) is the resized image's size inside the padded square."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray):
+        img, msk = to_tensors(image, mask)
+        h, w = img.shape[-2:]
+        scale = self.size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        img = v2.functional.resize(img, [nh, nw], antialias=True)
+        img = F.pad(img, (0, self.size - nw, 0, self.size - nh))
+        return img.float().div_(255), msk, (nh, nw)
+
+
+def eval_collate(batch):
+    """Stack the padded images; keep the full-size masks as a list (their sizes differ)."""
+    images = torch.stack([b[0] for b in batch])
+    return images, [b[1] for b in batch], [b[2] for b in batch], [b[3] for b in batch]

@@ -1,0 +1,273 @@
+"""Segmenter: one model, one predict path, on ONNX Runtime (default) or torch.
+
+The network runs at a working size (long side, e.g. 320, padded to a multiple of 16). Its soft
+mask is brought back to the photo's full size by a fast guided filter (He & Sun, 2015) guided by
+the photo: the filter's linear coefficients are fitted at the working size, upsampled, and applied
+to the full-resolution photo, so edges follow the image rather than a blurred upsample.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from personcut.imaging import (
+    DEFAULT_MAX_PIXELS,
+    ImageInput,
+    compose,
+    crop_box,
+    load_image,
+    to_rgb,
+)
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_MODEL = WEIGHTS / "personcut.onnx"
+
+
+@dataclass
+class ModelInfo:
+    """What weights/*.json says about a model."""
+
+    working_size: int = 320
+    """Long side the network sees."""
+    multiple: int = 16
+    """Padded sides are a multiple of this (2**depth)."""
+    name: str = "personcut"
+    extra: dict[str, Any] | None = None
+
+    @classmethod
+    def for_model(cls, model: Path) -> ModelInfo:
+        meta = model.with_suffix(".json")
+        if not meta.is_file():
+            return cls(name=model.stem)
+        raw = json.loads(meta.read_text())
+        return cls(
+            working_size=int(raw.get("working_size", 320)),
+            multiple=int(raw.get("pad_multiple", 16)),
+            name=raw.get("name", model.stem),
+            extra=raw,
+        )
+
+
+def _box(x: np.ndarray, r: int) -> np.ndarray:
+    """Mean over (2r+1)^2 windows, clipped at the borders, via an integral image."""
+    h, w = x.shape
+    c = np.pad(np.cumsum(np.cumsum(x, 0), 1), ((1, 0), (1, 0)))
+    y0, y1 = np.clip(np.arange(h) - r, 0, h), np.clip(np.arange(h) + r + 1, 0, h)
+    x0, x1 = np.clip(np.arange(w) - r, 0, w), np.clip(np.arange(w) + r + 1, 0, w)
+    s = c[y1][:, x1] - c[y0][:, x1] - c[y1][:, x0] + c[y0][:, x0]
+    return s / ((y1 - y0)[:, None] * (x1 - x0)[None, :])
+
+
+def guided_upsample(
+    prob: np.ndarray, guide_low: np.ndarray, guide_full: np.ndarray, radius: int = 2,
+    eps: float = 1e-3,
+) -> np.ndarray:
+    """Fast guided filter: fit q = a*I + b on the low-resolution (prob, gray guide) pair, then
+    apply the upsampled a and b to the full-resolution gray guide."""
+    mean_i, mean_p = _box(guide_low, radius), _box(prob, radius)
+    cov = _box(guide_low * prob, radius) - mean_i * mean_p
+    var = _box(guide_low * guide_low, radius) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    a, b = _box(a, radius), _box(b, radius)
+    size = guide_full.shape[::-1]
+    a_full = np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.BILINEAR))
+    b_full = np.asarray(Image.fromarray(b.astype(np.float32), "F").resize(size, Image.BILINEAR))
+    return np.clip(a_full * guide_full + b_full, 0.0, 1.0)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return (rgb @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
+
+
+class Segmenter:
+    """Holds one model session and predicts person masks.
+
+    Args:
+        model: an ``.onnx`` file (ONNX Runtime), a ``.pt`` checkpoint or ``.safetensors`` file
+            (torch); None for the model shipped in the package.
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        working_size: long side the network sees; default from the model's JSON.
+    """
+
+    def __init__(
+        self, model: str | Path | None = None, device: str = "auto",
+        working_size: int | None = None,
+    ) -> None:
+        path = Path(model) if model is not None else DEFAULT_MODEL
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        self.path = path
+        self.info = ModelInfo.for_model(path)
+        if working_size:
+            self.info.working_size = working_size
+        if path.suffix == ".onnx":
+            self._init_onnx(device)
+        elif path.suffix in (".pt", ".safetensors"):
+            self._init_torch(device)
+        else:
+            raise ValueError(f"{path}: unknown model type; use .onnx, .pt or .safetensors")
+        log.info("model %s on %s (%s)", path.name, self.runtime, self.device)
+
+    def _init_onnx(self, device: str) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        if device == "cuda" and not want_cuda:
+            raise RuntimeError("device cuda asked for, but onnxruntime has no CUDA provider")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else [
+            "CPUExecutionProvider"
+        ]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.runtime = "onnxruntime"
+        self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
+
+    def _init_torch(self, device: str) -> None:
+        import torch
+
+        from personcut.checkpoint import load_model
+
+        use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+        if device == "cuda" and not use_cuda:
+            raise RuntimeError("device cuda asked for, but torch sees no CUDA device")
+        self.device = "cuda" if use_cuda else "cpu"
+        self.torch_model, config = load_model(self.path, self.device)
+        self.info.multiple = 2**config.model.depth
+        if self.info.extra is None:
+            self.info.working_size = config.data.eval_size
+        self.runtime = "torch"
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 in [0, 1], sides a multiple of ``info.multiple`` -> logits."""
+        if self.runtime == "onnxruntime":
+            return self.session.run(None, {self.input_name: batch})[0]
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device)
+            return self.torch_model.eval()(x).float().cpu().numpy()
+
+    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        h, w = rgb.shape[:2]
+        s = self.info.working_size / max(h, w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        small = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+        return small, (nh, nw)
+
+    def _to_batch(self, smalls: list[np.ndarray]) -> np.ndarray:
+        m = self.info.multiple
+        ph = max(s.shape[0] for s in smalls)
+        pw = max(s.shape[1] for s in smalls)
+        ph, pw = -(-ph // m) * m, -(-pw // m) * m
+        batch = np.empty((len(smalls), 3, ph, pw), np.float32)
+        for i, s in enumerate(smalls):
+            padded = np.pad(s, ((0, ph - s.shape[0]), (0, pw - s.shape[1]), (0, 0)), mode="edge")
+            batch[i] = padded.transpose(2, 0, 1) / 255.0
+        return batch
+
+    def predict_masks(self, images: list[ImageInput], refine: bool = True) -> list[np.ndarray]:
+        """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch."""
+        rgbs = [to_rgb(load_image(im, max_pixels=None)) for im in images]
+        return self._predict_rgb(rgbs, refine)
+
+    def _predict_rgb(self, rgbs: list[np.ndarray], refine: bool = True) -> list[np.ndarray]:
+        prepared = [self._prepare(rgb) for rgb in rgbs]
+        logits = self._logits(self._to_batch([p[0] for p in prepared]))
+        out = []
+        for rgb, (small, (nh, nw)), logit in zip(rgbs, prepared, logits):
+            prob = 1.0 / (1.0 + np.exp(-logit[0, :nh, :nw].astype(np.float32)))
+            if refine:
+                out.append(guided_upsample(prob, _gray(small), _gray(rgb)).astype(np.float32))
+            else:
+                size = (rgb.shape[1], rgb.shape[0])
+                out.append(np.asarray(Image.fromarray(prob, "F").resize(size, Image.BILINEAR)))
+        return out
+
+    def predict_mask(self, image: ImageInput, refine: bool = True) -> np.ndarray:
+        """Person probability (HxW float32 in [0, 1]) at the image's full (upright) size."""
+        return self.predict_masks([image], refine)[0]
+
+
+_DEFAULT: Segmenter | None = None
+
+
+def default_segmenter() -> Segmenter:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Segmenter()
+    return _DEFAULT
+
+
+def cut(
+    image: Image.Image,
+    alpha: np.ndarray,
+    *,
+    mask: bool = False,
+    bg: str | None = None,
+    bg_image: ImageInput | None = None,
+    blur: float = 0.0,
+    crop: bool = False,
+    threshold: float | None = None,
+) -> Image.Image:
+    """Compose the output for a decoded upright image and its alpha (see :func:`remove`)."""
+    if threshold is not None:
+        alpha = (alpha >= threshold).astype(np.float32)
+    rgb = to_rgb(image)
+    if crop:
+        box = crop_box(alpha)
+        if box is not None:
+            left, top, right, bottom = box
+            rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
+    out = compose(rgb, alpha, mask_only=mask, bg=bg, bg_image=bg_image, blur=blur)
+    if "icc_profile" in image.info and out.mode != "L":
+        out.info["icc_profile"] = image.info["icc_profile"]
+    return out
+
+
+def remove(
+    image: ImageInput,
+    *,
+    mask: bool = False,
+    bg: str | None = None,
+    bg_image: ImageInput | None = None,
+    blur: float = 0.0,
+    crop: bool = False,
+    threshold: float | None = None,
+    segmenter: Segmenter | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Remove the background behind the people in ``image``.
+
+    Args:
+        image: a path, bytes, PIL image or NumPy array (HxW, HxWx3 or HxWx4); never modified.
+        mask: return the 8-bit mask ("L") instead of a cutout.
+        bg: put the people over this colour (name or #hex); the result is opaque RGB.
+        bg_image: put the people over this picture, scaled to cover.
+        blur: blur the photo's own background by this radius (portrait style).
+        crop: trim to the people plus a margin.
+        threshold: make the mask hard at this probability.
+        segmenter: the model to use; the shipped model by default.
+        max_pixels: refuse larger images (decompression bombs); None for no limit.
+
+    Returns:
+        An RGBA cutout by default; "L" with ``mask``; RGB with a background. Same size and
+        orientation as a viewer shows the input.
+    """
+    seg = segmenter or default_segmenter()
+    decoded = load_image(image, max_pixels)
+    alpha = seg._predict_rgb([to_rgb(decoded)])[0]
+    return cut(decoded, alpha, mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop,
+               threshold=threshold)
