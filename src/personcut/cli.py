@@ -28,7 +28,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.init:
         overrides.append(f"train.init={args.init}")
     config = load_config(args.config, overrides)
-    history = fit(config, resume=args.resume)
+    history = fit(config, resume=args.resume, stop_after=args.stop_after)
     print(json.dumps(history[-1] if history else {}, indent=2))
     return 0
 
@@ -70,6 +70,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="output folder (same as --set train.out_dir=...)")
     p.add_argument("--init", help='start from weights: a .pt/.safetensors file or "shipped"')
     p.add_argument("--resume", type=Path, help="continue a run from its last.pt")
+    p.add_argument("--stop-after", type=int, metavar="N",
+                   help="stop after N epochs this time (continue later with --resume)")
     p.set_defaults(func=_train)
 
 

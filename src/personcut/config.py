@@ -160,8 +160,8 @@ def _check_keys(values: dict, known: set[str], source: str, prefix: str) -> None
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
-            raise ConfigError(f"{source}: unknown key {prefix}{key!r}{hint}")
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
 
 
 def _parse_value(text: str) -> Any:

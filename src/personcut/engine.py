@@ -292,9 +292,15 @@ def shipped_weights() -> Path:
     return Path(__file__).parent / "weights" / "personcut.safetensors"
 
 
-def fit(config: Config, resume: str | Path | None = None) -> list[dict[str, Any]]:
-    """Train ``config`` end to end; returns the per-epoch history. Resuming restores model,
-    optimizer, scheduler, scaler, epoch, RNG and history, so the run continues exactly."""
+def fit(
+    config: Config, resume: str | Path | None = None, stop_after: int | None = None
+) -> list[dict[str, Any]]:
+    """Train ``config``; returns the per-epoch history.
+
+    Resuming restores model, optimizer, scheduler, scaler, epoch, RNG and history, so the run
+    continues exactly. ``stop_after`` ends this invocation after that many epochs (the schedule
+    still spans ``train.epochs``), for training in slices on a CPU.
+    """
     from personcut import plots
 
     t = config.train
@@ -366,7 +372,8 @@ def fit(config: Config, resume: str | Path | None = None) -> list[dict[str, Any]
     if t.compile:
         train_model = torch.compile(train_model)
 
-    for epoch in range(start_epoch, t.epochs):
+    end_epoch = t.epochs if stop_after is None else min(t.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end_epoch):
         # Seeding per epoch (and rank) makes augmentation independent of how the run was split
         # into resumed pieces.
         torch.manual_seed(t.seed * 100003 + epoch * 1009 + runtime.rank)

@@ -49,15 +49,24 @@ class CopyPaste:
         canvas = torch.from_numpy(bg[y0 : y0 + h, x0 : x0 + w].copy()).permute(2, 0, 1)
         s = float(torch.empty(()).uniform_(*self.scale))
         ph, pw = max(1, round(h * s)), max(1, round(w * s))
-        person = F.interpolate(image[None].float(), (ph, pw), mode="bilinear", antialias=True)[0]
-        pmask = F.interpolate(mask[None].float(), (ph, pw), mode="nearest")[0].to(mask.dtype)
+        # Resize colour premultiplied by the person's alpha, so edges blend into the new scene
+        # instead of carrying a rim of the old background.
+        alpha = (mask == 1).float()[None]
+        premult = F.interpolate(image[None].float() * alpha, (ph, pw), mode="bilinear",
+                                antialias=True)[0]
+        a = F.interpolate(alpha, (ph, pw), mode="bilinear", antialias=True)[0].clamp(0, 1)
+        colour = premult / a.clamp_min(1e-3)
+        ignore = F.interpolate((mask == IGNORE).float()[None], (ph, pw), mode="nearest")[0]
         top = int(torch.randint(h - ph + 1, ()))
         left = int(torch.randint(w - pw + 1, ()))
+        region = canvas[:, top : top + ph, left : left + pw].float()
+        canvas[:, top : top + ph, left : left + pw] = (
+            (region * (1 - a) + colour * a).round().clamp(0, 255).to(torch.uint8)
+        )
+        label = (a >= 0.5).to(mask.dtype)
+        label[(ignore > 0) & (label == 0)] = IGNORE
         new_mask = torch.zeros_like(mask)
-        new_mask[:, top : top + ph, left : left + pw] = pmask
-        region = canvas[:, top : top + ph, left : left + pw]
-        keep = (pmask != 0).expand_as(region)
-        region[keep] = person.round().clamp(0, 255).to(torch.uint8)[keep]
+        new_mask[:, top : top + ph, left : left + pw] = label
         return canvas, new_mask
 
 

@@ -1,0 +1,68 @@
+"""Shared fixtures: made-up data (squares of "person" on noise) and a tiny trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def make_pair(rng: np.random.Generator, size=(48, 40)) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy dark image with one bright rectangle, and its mask."""
+    h, w = size
+    image = rng.integers(0, 90, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    mask[y : y + h // 2, x : x + w // 2] = 255
+    image[mask > 0] = rng.integers(170, 255, 3, dtype=np.uint8)
+    return image, mask
+
+
+@pytest.fixture(scope="session")
+def folder_data(tmp_path_factory) -> Path:
+    """images/ + masks/ with 12 pairs named like the team's packs (two sources)."""
+    root = tmp_path_factory.mktemp("folder_data")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        image, mask = make_pair(rng)
+        stem = f"{'alpha' if i % 2 else 'beta'}-{i:03d}"
+        Image.fromarray(image).save(root / "images" / f"{stem}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+    return root
+
+
+def tiny_config(data: Path, out: Path, **train):
+    from personcut.config import Config, DataConfig, ModelConfig, TrainConfig
+
+    return Config(
+        model=ModelConfig(width=4, depth=2),
+        data=DataConfig(train=[str(data)], val=[str(data)], crop_size=32, eval_size=48,
+                        rotate_degrees=0),
+        train=TrainConfig(out_dir=str(out), epochs=1, batch_size=4, num_workers=0, lr=1e-2,
+                          warmup_epochs=0.0, **train),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(folder_data, tmp_path_factory) -> Path:
+    """A width-4 model trained for one short epoch: its run folder."""
+    from personcut.engine import fit
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    fit(tiny_config(folder_data, out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run) -> Path:
+    from personcut.export import export_checkpoint
+
+    path = tiny_run / "tiny.onnx"
+    export_checkpoint(tiny_run / "best.pt", path)
+    return path

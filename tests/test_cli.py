@@ -1,0 +1,119 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from personcut.cli import main
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        a = rng.integers(0, 255, (30, 44, 3), dtype=np.uint8)
+        Image.fromarray(a).save(folder / name)
+    return folder
+
+
+def run(args, model):
+    return main(["remove", "--model", str(model), "-q", *map(str, args)])
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and "personcut" in capsys.readouterr().out
+
+
+def test_one_file_default_name_and_no_overwrite(photos, tiny_onnx, capsys):
+    src = photos / "a.jpg"
+    assert run([src], tiny_onnx) == 0
+    out = photos / "a.cutout.png"
+    with Image.open(out) as im:
+        assert im.mode == "RGBA" and im.size == (44, 30)
+    stamp = out.stat().st_mtime_ns
+    assert run([src], tiny_onnx) == 1
+    assert "exists" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+    assert run([src, "--overwrite"], tiny_onnx) == 0
+
+
+def test_never_overwrites_an_input(photos, tiny_onnx, capsys):
+    src = photos / "b.png"
+    before = src.read_bytes()
+    assert run([src, "-o", src, "--overwrite"], tiny_onnx) == 1
+    assert "is an input" in capsys.readouterr().err and src.read_bytes() == before
+
+
+def test_folder_to_folder_with_options(photos, tiny_onnx, tmp_path):
+    out = tmp_path / "out"
+    assert run([photos, "-o", out, "--mask"], tiny_onnx) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert Image.open(out / "a.png").mode == "L"
+    assert run([photos / "a.jpg", "-o", tmp_path / "g.jpg", "--bg", "green"], tiny_onnx) == 0
+    assert Image.open(tmp_path / "g.jpg").mode == "RGB"
+
+
+def test_crop_trims_to_the_person(tmp_path, tiny_onnx):
+    a = np.full((60, 80, 3), 30, np.uint8)
+    a[20:40, 30:50] = 230
+    Image.fromarray(a).save(tmp_path / "p.png")
+    full = tmp_path / "full.png"
+    cropped = tmp_path / "crop.png"
+    assert run([tmp_path / "p.png", "-o", full, "--threshold", "0.5"], tiny_onnx) == 0
+    assert run([tmp_path / "p.png", "-o", cropped, "--crop", "--threshold", "0.5"], tiny_onnx) == 0
+    alpha = np.asarray(Image.open(full))[..., 3]
+    if alpha.any() and not alpha.all():
+        w, h = Image.open(cropped).size
+        assert w < 80 or h < 60
+
+
+def test_jpeg_needs_an_opaque_background(photos, tiny_onnx, tmp_path, capsys):
+    assert run([photos / "a.jpg", "-o", tmp_path / "x.jpg"], tiny_onnx) == 1
+    assert "JPEG cannot hold transparency" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_bad_file_in_a_batch_is_listed_and_the_rest_done(photos, tiny_onnx, tmp_path, capsys):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "out"
+    assert run([photos, "-o", out], tiny_onnx) == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "2 done, 1 failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_empty_folder_and_missing_file(tmp_path, tiny_onnx, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run([tmp_path / "empty", tmp_path / "nope.jpg"], tiny_onnx) == 1
+    err = capsys.readouterr().err
+    assert "holds no images" in err and "nope.jpg: no such file" in err
+
+
+def test_stdin_to_stdout(photos, tiny_onnx):
+    result = subprocess.run(
+        [sys.executable, "-m", "personcut", "remove", "-", "--model", str(tiny_onnx)],
+        input=(photos / "a.jpg").read_bytes(), capture_output=True, check=True,
+    )
+    assert result.stdout[:4] == b"\x89PNG"
+
+
+def test_train_and_evaluate_commands(folder_data, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    code = main(["train", "--out", str(out), "--set", f"data.train=[{folder_data}]",
+                 "--set", "model.width=4", "--set", "model.depth=2", "--set", "train.epochs=1",
+                 "--set", "train.batch_size=4", "--set", "train.num_workers=0",
+                 "--set", "data.crop_size=32", "--set", "data.eval_size=32"])
+    assert code == 0 and (out / "last.pt").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out / "last.pt"), "--data", str(folder_data),
+                 "--sheet", str(tmp_path / "sheet.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"person_iou", "miou", "bce", "by_source"} <= result.keys()
+    assert result["images"] == 12 and (tmp_path / "sheet.png").is_file()
+    assert main(["train", "--set", "train.epoch=1"]) == 2

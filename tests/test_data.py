@@ -1,0 +1,181 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from personcut.data import IGNORE, build_dataset
+from personcut.data.coco import CocoPersonDataset
+from personcut.data.folders import FolderDataset
+from personcut.data.transforms import CopyPaste, EvalTransform, TrainTransform
+
+from conftest import SHARED
+
+
+@pytest.fixture()
+def coco_pack(tmp_path):
+    """Four images: a polygon person, an RLE person plus a crowd, no person, and a small
+    person, with exact expected masks."""
+    from pycocotools import mask as mask_utils
+
+    images = tmp_path / "images"
+    images.mkdir()
+    h, w = 20, 30
+    for i in range(1, 5):
+        Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(images / f"{i:03d}.jpg")
+    rle_mask = np.zeros((h, w), np.uint8, order="F")
+    rle_mask[10:15, 20:28] = 1
+    rle = mask_utils.encode(np.asfortranarray(rle_mask))
+    rle["counts"] = rle["counts"].decode()
+    crowd_mask = np.zeros((h, w), np.uint8)
+    crowd_mask[0:5, 0:10] = 1
+    crowd_rle = mask_utils.encode(np.asfortranarray(crowd_mask))
+    crowd_rle["counts"] = crowd_rle["counts"].decode()
+    anns = [
+        # polygon covering the pixel block x 2..7, y 3..8 (pycocotools rasterises polygons
+        # with pixel centres; the expectation below was derived from that rule by hand)
+        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 36.0,
+         "segmentation": [[2, 3, 8, 3, 8, 9, 2, 9]], "bbox": [2, 3, 6, 6]},
+        {"id": 2, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 40.0,
+         "segmentation": rle, "bbox": [20, 10, 8, 5]},
+        {"id": 3, "image_id": 2, "category_id": 1, "iscrowd": 1, "area": 50.0,
+         "segmentation": crowd_rle, "bbox": [0, 0, 10, 5]},
+        {"id": 4, "image_id": 4, "category_id": 1, "iscrowd": 0, "area": 4.0,
+         "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]], "bbox": [0, 0, 2, 2]},
+        # another category never enters the mask
+        {"id": 5, "image_id": 3, "category_id": 2, "iscrowd": 0, "area": 100.0,
+         "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "bbox": [0, 0, 10, 10]},
+    ]
+    data = {
+        "images": [{"id": i, "file_name": f"{i:03d}.jpg", "height": h, "width": w}
+                   for i in range(1, 5)],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
+    }
+    ann_dir = tmp_path / "annotations"
+    ann_dir.mkdir()
+    path = ann_dir / "instances_tiny.json"
+    path.write_text(json.dumps(data))
+    return path, images, rle_mask, crowd_mask
+
+
+def test_coco_masks_are_exact(coco_pack):
+    path, images, rle_mask, crowd_mask = coco_pack
+    ds = CocoPersonDataset(path, images)
+    assert len(ds) == 4
+    m1 = ds.load(0)[1]
+    expected = np.zeros_like(m1)
+    expected[3:9, 2:8] = 1
+    assert np.array_equal(m1, expected)
+    m2 = ds.load(1)[1]
+    assert np.array_equal(m2 == 1, rle_mask == 1)
+    assert np.array_equal(m2 == IGNORE, crowd_mask == 1)  # crowd ignored by default
+    assert not ds.load(2)[1].any()  # dog only: no person
+    as_person = CocoPersonDataset(path, images, crowd="person").load(1)[1]
+    assert np.array_equal(as_person, ((rle_mask + crowd_mask) > 0).astype(np.uint8))
+
+
+def test_coco_options_for_negatives_and_small_people(coco_pack):
+    path, images, *_ = coco_pack
+    assert len(CocoPersonDataset(path, images, keep_empty=False)) == 3  # images 1, 2 and 4
+    ds = CocoPersonDataset(path, images, keep_empty=False, min_person_area=10)
+    assert len(ds) == 3
+    assert not ds.load(ds.ids.index(4))[1].any()  # the 4-pixel person is dropped
+
+
+def test_coco_source_forms(coco_pack, tmp_path):
+    path, images, *_ = coco_pack
+    assert len(build_dataset([str(path.parent.parent)])) == 4  # folder with annotations/
+    assert len(build_dataset([f"{path}:{images}"])) == 4
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        build_dataset([f"{bad}:{images}"])
+
+
+def test_folder_pairs_by_stem_and_skips_bad_pairs(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    img = Image.fromarray(np.zeros((10, 12, 3), np.uint8))
+    img.save(tmp_path / "images" / "a.jpg")
+    img.save(tmp_path / "images" / "b.webp")
+    img.save(tmp_path / "images" / "nomask.png")
+    img.save(tmp_path / "images" / "wrongsize.png")
+    mask = np.zeros((10, 12), np.uint8)
+    mask[:, :6] = 127
+    mask[:, 6:] = 128
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "b.png")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "masks" / "wrongsize.png")
+    ds = FolderDataset(tmp_path)
+    assert [p[0].name for p in ds.items] == ["a.jpg", "b.webp"]
+    assert len(ds.skipped) == 2 and any("wrongsize" in s for s in ds.skipped)
+    _, m, group = ds[0]
+    assert m[:, :6].max() == 0 and m[:, 6:].min() == 1  # thresholded at 128
+    assert group == tmp_path.name
+
+
+def test_mixed_sources_and_groups(folder_data, coco_pack):
+    path, images, *_ = coco_pack
+    ds = build_dataset([str(folder_data), f"{path}:{images}"])
+    assert len(ds) == 16
+    from personcut.engine import dataset_groups
+
+    assert dataset_groups(ds) == ["alpha", "beta", "coco"]
+
+
+def test_train_transform_keeps_image_and_mask_aligned():
+    image = np.zeros((120, 100, 3), np.uint8)
+    mask = np.zeros((120, 100), np.uint8)
+    image[30:70, 40:80] = 255
+    mask[30:70, 40:80] = 1
+    transform = TrainTransform(64, min_scale=0.5, rotate_degrees=10)
+    torch.manual_seed(0)
+    for _ in range(10):
+        img, msk = transform(image, mask)
+        assert img.shape == (3, 64, 64) and msk.shape == (1, 64, 64)
+        bright = img.mean(0) > 0.5
+        person = msk[0] == 1
+        if person.sum() < 20:
+            continue
+        iou = (bright & person).sum() / (bright | person).sum()
+        assert iou > 0.85
+
+
+def test_copy_paste_moves_the_person_with_its_mask(tmp_path):
+    backgrounds = tmp_path / "bg"
+    backgrounds.mkdir()
+    Image.fromarray(np.full((50, 70, 3), (0, 0, 255), np.uint8)).save(backgrounds / "blue.png")
+    image = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    image[0, 10:30, 10:30] = 255  # a red "person"
+    mask = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    mask[0, 10:30, 10:30] = 1
+    torch.manual_seed(1)
+    out, out_mask = CopyPaste(backgrounds, p=1.0)(image, mask)
+    person = out_mask[0] == 1
+    assert person.any()
+    # red where the mask is (at least half red at the soft edge), the blue scene elsewhere
+    assert (out[0][person] >= 127).all() and (out[2][person] <= 128).all()
+    assert (out[0][~person] <= 128).all() and (out[2][~person] >= 127).all()
+    assert (out[0] > 250).sum() >= 0.5 * person.sum()  # the inside is pure red
+
+
+def test_eval_transform_pads_and_keeps_full_mask():
+    image = np.zeros((30, 60, 3), np.uint8)
+    mask = np.ones((30, 60), np.uint8)
+    img, msk, (h, w) = EvalTransform(32)(image, mask)
+    assert img.shape == (3, 32, 32) and (h, w) == (16, 32)
+    assert msk.shape == (1, 30, 60)
+
+
+@pytest.mark.skipif(not (SHARED / "coco-person-train").is_dir(), reason="../shared not present")
+def test_real_coco_pack_through_pycocotools():
+    ds = build_dataset([str(SHARED / "coco-person-train")])
+    assert len(ds) == 86
+    people = 0
+    for i in range(0, 86, 17):
+        image, mask, group = ds[i]
+        assert image.shape[:2] == mask.shape and group == "coco"
+        people += int((mask == 1).sum() > 0)
+    assert people >= 4

@@ -1,0 +1,111 @@
+import csv
+import math
+
+import pytest
+import torch
+
+from personcut.config import ConfigError, load_config
+from personcut.data import IGNORE
+from personcut.engine import fit, train_one_epoch, warmup_cosine
+from personcut.losses import bce_loss, dice_loss
+from personcut.metrics import SegmentationMeter
+from personcut.model import UNet
+from personcut.config import ModelConfig
+
+from conftest import tiny_config
+
+
+def test_bce_ignores_the_ignore_value():
+    logits = torch.tensor([[0.0, 2.0, -1.0, 5.0]])
+    target = torch.tensor([[1, 0, 0, IGNORE]])
+    expected = (math.log(2) + math.log(1 + math.e**2) + math.log(1 + math.e**-1)) / 3
+    assert bce_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_of_a_perfect_prediction_is_near_zero():
+    target = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    target[..., :2, :] = 1
+    logits = (target.float() * 2 - 1) * 50
+    assert dice_loss(logits, target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_both_ious_against_hand_computed_values():
+    # 2 images, whole-set accumulation: person TP=3, FP=1, FN=2 -> IoU 3/6;
+    # background TP=1, FP=2, FN=1 -> 1/4; mean 0.375. The IGNORE pixel counts for nothing.
+    target = torch.tensor([[[[1, 1, 0, 0]]], [[[1, 1, 1, IGNORE]]]])
+    logits = torch.tensor([[[[5.0, 5.0, 5.0, -5.0]]], [[[5.0, -5.0, -5.0, 5.0]]]])
+    meter = SegmentationMeter()
+    meter.update(logits[:1], target[:1])
+    meter.update(logits[1:], target[1:])
+    result = meter.compute()
+    assert result["person_iou"] == pytest.approx(3 / 6)
+    assert result["miou"] == pytest.approx((3 / 6 + 1 / 4) / 2)
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(100, 10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_tiny_model_learns(folder_data):
+    from torch.utils.data import DataLoader
+
+    from personcut.data import build_dataset
+    from personcut.data.transforms import TrainTransform
+
+    torch.manual_seed(0)
+    ds = build_dataset([str(folder_data)], TrainTransform(32, rotate_degrees=0))
+    loader = DataLoader(ds, batch_size=4, shuffle=True)
+    model = UNet(ModelConfig(width=4, depth=2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    first = train_one_epoch(model, loader, opt, sched, torch.device("cpu"), show_progress=False)
+    for _ in range(6):
+        last = train_one_epoch(model, loader, opt, sched, torch.device("cpu"), show_progress=False)
+    assert last["loss"] < 0.8 * first["loss"]
+
+
+def test_run_writes_checkpoint_metrics_and_pictures(tiny_run):
+    for name in ("last.pt", "best.pt", "best.safetensors", "config.yaml", "metrics.csv",
+                 "curves.png", "val_predictions.png", "train.log"):
+        assert (tiny_run / name).is_file(), name
+    rows = list(csv.DictReader((tiny_run / "metrics.csv").open()))
+    assert len(rows) == 1
+    for key in ("train_loss", "val_person_iou", "val_miou", "val_bce",
+                "val_alpha_person_iou", "val_beta_person_iou"):
+        assert 0 <= float(rows[0][key]) < 10, key
+    assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_continues_exactly(folder_data, tmp_path):
+    # the same config run whole, and stopped after one epoch then resumed
+    cfg = tiny_config(folder_data, tmp_path / "split", seed=3)
+    cfg.train.epochs = 2
+    cfg_whole = tiny_config(folder_data, tmp_path / "whole2", seed=3)
+    cfg_whole.train.epochs = 2
+    whole = fit(cfg_whole)
+    fit(cfg, stop_after=1)
+    resumed = fit(cfg, resume=tmp_path / "split" / "last.pt")
+    assert len(resumed) == 2
+    assert resumed[-1]["train_loss"] == whole[-1]["train_loss"]
+    a = torch.load(tmp_path / "whole2" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_typo_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(None, ["train.epoch=3"])
+    bad = tmp_path / "c.yaml"
+    bad.write_text("model:\n  widht: 8\n")
+    with pytest.raises(ConfigError, match="c.yaml.*model.width"):
+        load_config(bad)
+
+
+def test_empty_dataset_stops_with_a_clear_error(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cfg = tiny_config(tmp_path, tmp_path / "out")
+    with pytest.raises(ValueError, match="no usable image/mask pairs"):
+        fit(cfg)

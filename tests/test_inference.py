@@ -1,0 +1,108 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from personcut.imaging import ImageError, load_image
+from personcut.inference import Segmenter, remove
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_onnx):
+    return Segmenter(tiny_onnx)
+
+
+@pytest.fixture()
+def photo() -> Image.Image:
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 90, (45, 61, 3), dtype=np.uint8)
+    a[10:35, 20:40] = 220
+    return Image.fromarray(a)
+
+
+def test_every_input_type_gives_the_same_cutout_and_is_left_untouched(seg, photo, tmp_path):
+    path = tmp_path / "p.png"
+    photo.save(path)
+    array = np.asarray(photo).copy()
+    before_pil, before_array = photo.tobytes(), array.copy()
+    outs = [remove(x, segmenter=seg) for x in (path, str(path), path.read_bytes(), photo, array)]
+    for out in outs:
+        assert out.size == photo.size and out.mode == "RGBA"
+        assert np.array_equal(np.asarray(out), np.asarray(outs[0]))
+    assert photo.tobytes() == before_pil and np.array_equal(array, before_array)
+
+
+def test_modes_and_alpha_range(seg, photo):
+    mask = seg.predict_mask(photo)
+    assert mask.dtype == np.float32 and mask.shape == (45, 61)
+    assert 0.0 <= mask.min() and mask.max() <= 1.0
+    assert remove(photo, segmenter=seg, mask=True).mode == "L"
+    over = remove(photo, segmenter=seg, bg="#00ff00")
+    assert over.mode == "RGB" and over.size == photo.size
+    hard = np.asarray(remove(photo, segmenter=seg, mask=True, threshold=0.5))
+    assert set(np.unique(hard)) <= {0, 255}
+    assert remove(photo, segmenter=seg, blur=3).mode == "RGB"
+
+
+def test_batch_equals_single(seg, photo):
+    # Same-size images batch exactly; mixed sizes share one padded size (still full-size out).
+    other = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    batch = seg.predict_masks([photo, other])
+    assert np.allclose(batch[0], seg.predict_mask(photo), atol=1e-5)
+    assert np.allclose(batch[1], seg.predict_mask(other), atol=1e-5)
+    mixed = seg.predict_masks([photo, photo.transpose(Image.Transpose.ROTATE_90)])
+    assert mixed[1].shape == (61, 45)
+
+
+def test_exif_rotated_input_comes_out_upright(seg, tmp_path):
+    raw = Image.new("RGB", (40, 20), "white")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
+    path = tmp_path / "rot.jpg"
+    raw.save(path, exif=exif)
+    assert remove(path, segmenter=seg).size == (20, 40)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "I;16", "CMYK", "RGBA", "LA", "1"])
+def test_any_mode_works(seg, photo, mode, tmp_path):
+    image = photo.convert("L").convert("I;16") if mode == "I;16" else photo.convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    image.save(path)
+    out = remove(path, segmenter=seg)
+    assert out.size == photo.size and out.mode == "RGBA"
+
+
+def test_icc_profile_is_kept(seg, photo, tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / "icc.png"
+    photo.save(path, icc_profile=icc)
+    assert remove(path, segmenter=seg).info.get("icc_profile") == icc
+
+
+def test_bad_inputs_name_the_problem(tmp_path, photo):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty.jpg.*0 bytes"):
+        load_image(empty)
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="notes.png.*not an image"):
+        load_image(text)
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageError, match="cut.jpg.*truncated"):
+        load_image(cut)
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(buf.getvalue(), max_pixels=100)
+
+
+def test_onnx_matches_torch(tiny_run, tiny_onnx, photo):
+    a = Segmenter(tiny_onnx).predict_mask(photo)
+    b = Segmenter(tiny_run / "best.pt").predict_mask(photo)
+    c = Segmenter(tiny_run / "best.safetensors").predict_mask(photo)
+    assert np.abs(a - b).max() < 1e-4 and np.abs(b - c).max() < 1e-6
