@@ -327,6 +327,38 @@ def _add_export(sub) -> None:
     p.set_defaults(func=_export)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from personcut.inference import Segmenter
+    from personcut.server import Settings, create_app
+
+    settings = Settings(
+        max_upload_bytes=args.max_upload_mb * 1024 * 1024, max_pixels=args.max_pixels,
+        workers=args.workers, queue_size=args.queue, timeout_s=args.timeout,
+        api_key=args.api_key,
+    )
+    app = create_app(Segmenter(args.model, device=args.device), settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="HTTP API and web page (needs the [serve] extra)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="model file; default: shipped")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=1, help="inferences at once")
+    p.add_argument("--queue", type=int, default=8, help="requests that may wait (then 503)")
+    p.add_argument("--timeout", type=float, default=60.0, help="per-request limit in seconds")
+    p.add_argument("--max-upload-mb", type=int, default=20)
+    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--api-key", default=None,
+                   help="require this key on /api/remove (or set PERSONCUT_API_KEY)")
+    p.set_defaults(func=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="personcut", description="Remove the background behind people in photos."
@@ -340,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = [_add_remove, _add_train, _add_evaluate, _add_export]
+_SUBCOMMANDS = [_add_remove, _add_train, _add_evaluate, _add_export, _add_serve]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,16 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 
 class ImageError(ValueError):
-    """An input that is not a usable image; the message names the input and the reason."""
+    """An input that is not a usable image; the message names the input and the reason.
+
+    ``kind`` sorts the reasons for callers that map them to codes (the HTTP service):
+    "unsupported" (not an image format we read), "corrupt" (truncated, empty, undecodable),
+    "too_large" (over the pixel limit) or "missing".
+    """
+
+    def __init__(self, message: str, kind: str = "corrupt") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _name(source: ImageInput) -> str:
@@ -44,7 +53,7 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
         else:
             path = Path(source)
             if not path.is_file():
-                raise ImageError(f"{path}: no such file")
+                raise ImageError(f"{path}: no such file", "missing")
             if path.stat().st_size == 0:
                 raise ImageError(f"{path}: empty file (0 bytes)")
             fp = path.open("rb")
@@ -56,11 +65,12 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
             if max_pixels and w * h > max_pixels:
                 raise ImageError(
                     f"{name}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the limit of "
-                    f"{max_pixels / 1e6:.0f}; raise it with --max-pixels if this is intended"
+                    f"{max_pixels / 1e6:.0f}; raise it with --max-pixels if this is intended",
+                    "too_large",
                 )
             image.load()
         except UnidentifiedImageError as exc:
-            raise ImageError(f"{name}: not an image Pillow can read") from exc
+            raise ImageError(f"{name}: not an image Pillow can read", "unsupported") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             if isinstance(exc, ImageError):
                 raise
@@ -133,7 +143,9 @@ def compose(
         return Image.fromarray(a8, "L")
     h, w = a8.shape
     if bg is None and bg_image is None and not blur:
-        return Image.fromarray(np.dstack([rgb, a8]), "RGBA")
+        # Fully transparent pixels get RGB 0: invisible anyway, and the PNG is ~2x smaller and
+        # faster to encode.
+        return Image.fromarray(np.dstack([rgb * (a8 > 0)[..., None], a8]), "RGBA")
     if bg_image is not None:
         back = load_image(bg_image).convert("RGB")
         back = np.asarray(ImageOps.fit(back, (w, h), Image.LANCZOS))
@@ -174,7 +186,12 @@ def encode(image: Image.Image, fmt: str, icc: bytes | None = None) -> bytes:
     if fmt == "PNG":
         options["compress_level"] = 1  # ~5x faster than the default 6, files ~20% larger
     elif fmt == "WEBP":
-        options.update(lossless=image.mode == "RGBA", quality=90)
+        # Lossless keeps the alpha exact; method 0 / quality 0 is its fast setting (~3x faster
+        # than the default at a similar size for cutouts).
+        if image.mode == "RGBA":
+            options.update(lossless=True, method=0, quality=0)
+        else:
+            options.update(quality=90)
     elif fmt == "JPEG":
         options["quality"] = 92
     buf = io.BytesIO()

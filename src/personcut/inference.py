@@ -86,7 +86,8 @@ def guided_upsample(
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
-    return (rgb @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
+    """Luma in [0, 1] as float32 (the guided filter's guide)."""
+    return np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32) / 255.0
 
 
 class Segmenter:

@@ -1,0 +1,109 @@
+"""End-to-end latency of `personcut remove` per photo: decode, infer, refine, encode.
+
+Each (runtime, size) runs in a fresh subprocess so its peak memory (max RSS) is its own.
+Prints a table and writes JSON.
+
+    python benchmarks/bench_remove.py                       # shipped model, ORT vs torch
+    python benchmarks/bench_remove.py --model m.onnx --runtimes onnx --sizes 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "astronaut.jpg"
+WEIGHTS = ROOT / "src" / "personcut" / "weights"
+
+
+def photo_bytes(megapixels: float) -> bytes:
+    """The sample photo scaled to about ``megapixels`` (4:3), as a JPEG."""
+    from PIL import Image
+
+    w = round((megapixels * 1e6 * 4 / 3) ** 0.5)
+    h = round(w * 3 / 4)
+    with Image.open(SAMPLE) as im:
+        big = im.convert("RGB").resize((w, h), Image.BICUBIC)
+    buf = io.BytesIO()
+    big.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def one(model: str, megapixels: float, repeats: int, working_size: int | None) -> dict:
+    from personcut.imaging import encode, load_image, to_rgb
+    from personcut.inference import Segmenter, cut
+
+    data = photo_bytes(megapixels)
+    seg = Segmenter(model, device="cpu", working_size=working_size)
+
+    def job() -> None:
+        image = load_image(data)
+        alpha = seg._predict_rgb([to_rgb(image)])[0]
+        encode(cut(image, alpha), "PNG")
+
+    job()  # warm-up: session initialisation, allocator growth
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        job()
+        times.append(time.perf_counter() - start)
+    return {
+        "model": Path(model).name, "runtime": seg.runtime, "megapixels": megapixels,
+        "working_size": seg.info.working_size, "median_ms": statistics.median(times) * 1000,
+        "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1000, "repeats": repeats,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", help="ONNX model (torch runs the .safetensors beside it)",
+                   default=str(WEIGHTS / "personcut.onnx"))
+    p.add_argument("--runtimes", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
+    p.add_argument("--sizes", nargs="+", type=float, default=[0.3, 1.0, 12.0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--working-size", type=int)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "remove_latency.json"))
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(one(args.model, args.sizes[0], args.repeats, args.working_size)))
+        return
+    rows = []
+    for runtime in args.runtimes:
+        model = args.model if runtime == "onnx" else str(Path(args.model).with_suffix(".safetensors"))
+        for mp in args.sizes:
+            repeats = max(3, args.repeats // 3) if mp > 4 else args.repeats
+            cmd = [sys.executable, __file__, "--one", "--model", model, "--sizes", str(mp),
+                   "--repeats", str(repeats)]
+            if args.working_size:
+                cmd += ["--working-size", str(args.working_size)]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode:
+                print(f"{runtime} {mp} MP failed:\n{result.stderr}", file=sys.stderr)
+                continue
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"{r['runtime']:12s} {mp:5.1f} MP  median {r['median_ms']:8.1f} ms  "
+                  f"p90 {r['p90_ms']:8.1f} ms  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"rows": rows, "cpu_count": _cpus()}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up a development environment (torch, training and serving extras) and run the tests.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+# torch and torchvision pinned as a pair: these install from local wheels on the team's machines
+python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+python -m pip install -q -e ".[train,serve,test]"
+python -m pytest -q "$@"

@@ -1,0 +1,222 @@
+"""HTTP service: ``create_app(segmenter, settings)`` builds the FastAPI app.
+
+Inference runs in a bounded thread pool off the event loop; requests beyond the pool and its
+queue get 503 with Retry-After at once instead of piling up, so memory stays flat under load.
+The service never fetches URLs: images arrive in the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from personcut import __version__
+from personcut.imaging import ImageError, encode, load_image, parse_color, to_rgb
+from personcut.inference import Segmenter, cut
+
+STATIC = Path(__file__).parent / "static"
+MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+@dataclass
+class Settings:
+    """Limits of the service."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    workers: int = 1
+    """Inferences at once. ONNX Runtime already uses every core for one image."""
+    queue_size: int = 8
+    """Requests that may wait for a worker; more get 503."""
+    timeout_s: float = 60.0
+    """Per-request limit for decoding, inference and encoding (504 past it)."""
+    api_key: str | None = None
+    """When set, required on /api/remove as ``X-API-Key`` or ``Authorization: Bearer``."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str, headers: dict | None = None):
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+
+IMAGE_ERROR_STATUS = {"unsupported": 415, "too_large": 413, "corrupt": 400, "missing": 400}
+
+
+def create_app(segmenter: Segmenter | None = None, settings: Settings | None = None) -> FastAPI:
+    """The app, with one model session shared by all requests."""
+    settings = settings or Settings()
+    if settings.api_key is None:
+        settings.api_key = os.environ.get("PERSONCUT_API_KEY") or None
+    seg = segmenter or Segmenter()
+    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="personcut")
+    admitted = 0
+    lock = threading.Lock()
+
+    app = FastAPI(title="personcut", version=__version__,
+                  description="Remove the background behind people in photos.")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, exc.status, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": "http_error", "detail": exc.detail}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": "invalid_option", "detail": detail}, 422)
+
+    def check_key(request: Request) -> None:
+        if not settings.api_key:
+            return
+        given = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = given or auth[7:]
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise ApiError(401, "unauthorized", "a valid API key is required (X-API-Key header)")
+
+    async def read_upload(request: Request) -> tuple[bytes, dict[str, str]]:
+        """The image from multipart ``file`` or the raw body, and any form options."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 4096:
+            raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
+        ctype = request.headers.get("content-type", "")
+        form: dict[str, str] = {}
+        if ctype.startswith("multipart/form-data"):
+            data = await request.form()
+            upload = data.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(400, "no_file", "send the image as the multipart field 'file'")
+            body = await upload.read(settings.max_upload_bytes + 1)
+            form = {k: v for k, v in data.items() if isinstance(v, str)}
+        else:
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > settings.max_upload_bytes:
+                    break
+        if len(body) > settings.max_upload_bytes:
+            raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
+        if not body:
+            raise ApiError(400, "empty", "no image in the request")
+        return body, form
+
+    def work(body: bytes, options: dict, fmt: str) -> bytes:
+        image = load_image(body, settings.max_pixels)
+        alpha = seg._predict_rgb([to_rgb(image)])[0]
+        result = cut(image, alpha, **options)
+        return encode(result, fmt, image.info.get("icc_profile"))
+
+    @app.post(
+        "/api/remove",
+        summary="Remove the background",
+        response_class=Response,
+        responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+        openapi_extra={"requestBody": {"content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}}}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }}},
+    )
+    async def remove_endpoint(
+        request: Request,
+        mask: bool = Query(False, description="return the 8-bit mask"),
+        bg: str | None = Query(None, description="background colour (name or #hex)"),
+        blur: float = Query(0.0, ge=0, le=200, description="blur the background by this radius"),
+        crop: bool = Query(False, description="trim to the people plus a margin"),
+        threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
+        format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
+    ) -> Response:
+        nonlocal admitted
+        check_key(request)
+        body, form = await read_upload(request)
+        # Form fields (from the web page) override the query string.
+        try:
+            mask = _flag(form.get("mask"), mask)
+            crop = _flag(form.get("crop"), crop)
+            bg = form.get("bg") or bg
+            blur = float(form.get("blur") or blur)
+            threshold = float(form["threshold"]) if form.get("threshold") else threshold
+            fmt = (form.get("format") or format).lower().replace("jpg", "jpeg")
+            if bg:
+                parse_color(bg)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_option", str(exc)) from exc
+        if fmt not in MEDIA_TYPES:
+            raise ApiError(422, "invalid_option", "format must be png, webp or jpeg")
+        if fmt == "jpeg" and not (bg or blur or mask):
+            raise ApiError(422, "invalid_option",
+                           "JPEG cannot hold transparency; add bg or blur, or ask for png/webp")
+        with lock:
+            if admitted >= settings.workers + settings.queue_size:
+                raise ApiError(503, "busy", "too many requests in progress; retry shortly",
+                               {"Retry-After": "1"})
+            admitted += 1
+
+        def release(_future) -> None:
+            nonlocal admitted
+            with lock:
+                admitted -= 1
+
+        options = dict(mask=mask, bg=bg, blur=blur, crop=crop, threshold=threshold)
+        future = pool.submit(work, body, options, fmt)
+        future.add_done_callback(release)  # the slot frees when the work ends, not on timeout
+        try:
+            data = await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise ApiError(504, "timeout", f"over the {settings.timeout_s:g} s limit") from exc
+        except ImageError as exc:
+            message = str(exc).replace("<bytes>: ", "")
+            raise ApiError(IMAGE_ERROR_STATUS.get(exc.kind, 400), exc.kind, message) from exc
+        return Response(data, media_type=MEDIA_TYPES[fmt])
+
+    @app.get("/api/health", summary="Liveness")
+    async def health() -> dict:
+        return {"status": "ok", "model_loaded": seg is not None}
+
+    @app.get("/api/info", summary="Model, runtime and limits")
+    async def info() -> dict:
+        extra = seg.info.extra or {}
+        return {
+            "version": __version__,
+            "model": seg.info.name,
+            "model_file": seg.path.name,
+            "parameters": extra.get("parameters"),
+            "width": extra.get("width"),
+            "working_size": seg.info.working_size,
+            "runtime": seg.runtime,
+            "device": seg.device,
+            "limits": {k: v for k, v in asdict(settings).items() if k != "api_key"},
+            "api_key_required": bool(settings.api_key),
+        }
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.settings = settings
+    app.state.segmenter = seg
+    return app
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,93 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright (never downloads one)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("PERSONCUT_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tiny_onnx):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "personcut", "serve", "--port", str(port),
+         "--model", str(tiny_onnx)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/api/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("server did not start: " + proc.stderr.read().decode())
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_upload_see_cutout_and_download(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(accept_downloads=True)
+        page.goto(server + "/")
+        page.wait_for_selector("#info:not(:empty)")
+        page.set_input_files("#file", str(SAMPLE))
+        page.wait_for_function(
+            "document.getElementById('result').complete && "
+            "document.getElementById('result').naturalWidth > 0", timeout=30_000
+        )
+        size = page.evaluate(
+            "[document.getElementById('result').naturalWidth,"
+            " document.getElementById('result').naturalHeight]"
+        )
+        with Image.open(SAMPLE) as im:
+            assert tuple(size) == im.size
+        assert "Done" in page.inner_text("#status")
+        page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+        with page.expect_download() as info:
+            page.click("#download")
+        saved = tmp_path / info.value.suggested_filename
+        info.value.save_as(saved)
+        assert saved.name == "astronaut.cutout.png"
+        with Image.open(saved) as im:
+            assert im.mode == "RGBA" and im.size == tuple(size)
+        # a rejected file gets a clear message
+        bad = tmp_path / "broken.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        page.set_input_files("#file", str(bad))
+        page.wait_for_selector("#status.error")
+        assert "broken.png" in page.inner_text("#status")
+        browser.close()

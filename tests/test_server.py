@@ -1,0 +1,144 @@
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from personcut.inference import Segmenter  # noqa: E402
+from personcut.server import Settings, create_app  # noqa: E402
+
+
+def png_bytes(size=(40, 30)) -> bytes:
+    rng = np.random.default_rng(3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_onnx):
+    return Segmenter(tiny_onnx)
+
+
+@pytest.fixture()
+def client(seg):
+    return TestClient(create_app(seg, Settings(max_upload_bytes=200_000, max_pixels=50_000)))
+
+
+def open_image(response) -> Image.Image:
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_multipart_and_raw_body(client):
+    r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert open_image(r).mode == "RGBA" and open_image(r).size == (40, 30)
+    raw = client.post("/api/remove", content=png_bytes(),
+                      headers={"content-type": "application/octet-stream"})
+    assert raw.status_code == 200 and raw.content == r.content
+
+
+@pytest.mark.parametrize(
+    "params, mode, ctype",
+    [
+        ({"mask": "true"}, "L", "image/png"),
+        ({"bg": "#ff0000"}, "RGB", "image/png"),
+        ({"blur": "4", "format": "jpeg"}, "RGB", "image/jpeg"),
+        ({"format": "webp"}, "RGBA", "image/webp"),
+        ({"threshold": "0.5", "mask": "1"}, "L", "image/png"),
+    ],
+)
+def test_options(client, params, mode, ctype):
+    r = client.post("/api/remove", params=params, content=png_bytes())
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == ctype and open_image(r).mode == mode
+
+
+def test_form_options_and_crop(client):
+    r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")},
+                    data={"bg": "white", "crop": "true"})
+    assert r.status_code == 200 and open_image(r).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    "body, params, status, error",
+    [
+        (b"", {}, 400, "empty"),
+        (b"hello, not an image", {}, 415, "unsupported"),
+        (png_bytes()[:60], {}, 400, "corrupt"),
+        (png_bytes((300, 300)), {}, 413, "too_large"),  # 90k pixels > 50k
+        (b"x" * 300_000, {}, 413, "too_large"),  # bytes > 200k
+        (png_bytes(), {"format": "jpeg"}, 422, "invalid_option"),
+        (png_bytes(), {"bg": "notacolour"}, 422, "invalid_option"),
+        (png_bytes(), {"threshold": "2"}, 422, "invalid_option"),
+    ],
+)
+def test_errors_are_json(client, body, params, status, error):
+    r = client.post("/api/remove", params=params, content=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == error and r.json()["detail"]
+
+
+def test_health_info_docs_and_page(client):
+    assert client.get("/api/health").json() == {"status": "ok", "model_loaded": True}
+    info = client.get("/api/info").json()
+    assert info["runtime"] == "onnxruntime" and info["limits"]["max_pixels"] == 50_000
+    assert "api_key" not in info["limits"]
+    assert client.get("/docs").status_code == 200
+    assert "/api/remove" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "personcut" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/nope").json()["error"] == "http_error"
+
+
+def test_api_key(seg):
+    client = TestClient(create_app(seg, Settings(api_key="s3cret")))
+    assert client.post("/api/remove", content=png_bytes()).status_code == 401
+    bad = client.post("/api/remove", content=png_bytes(), headers={"X-API-Key": "nope"})
+    assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
+    assert client.post("/api/remove", content=png_bytes(),
+                       headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.post("/api/remove", content=png_bytes(),
+                       headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/api/health").status_code == 200  # only /api/remove is guarded
+
+
+class SlowSegmenter:
+    """Wraps a segmenter and holds each inference until released."""
+
+    def __init__(self, seg, gate: threading.Event):
+        self.seg, self.gate = seg, gate
+        self.info, self.path, self.runtime, self.device = seg.info, seg.path, "x", "cpu"
+
+    def _predict_rgb(self, rgbs):
+        self.gate.wait(5)
+        return self.seg._predict_rgb(rgbs)
+
+
+def test_full_queue_gives_503_with_retry_after_and_timeouts_504(seg):
+    gate = threading.Event()
+    app = create_app(SlowSegmenter(seg, gate), Settings(workers=1, queue_size=1, timeout_s=0.5))
+    client = TestClient(app)
+    results = []
+
+    def call():
+        results.append(client.post("/api/remove", content=png_bytes()))
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # both admitted: one running, one queued
+    third = client.post("/api/remove", content=png_bytes())
+    assert third.status_code == 503 and third.headers["retry-after"] == "1"
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [504, 504]
+    gate.set()
+    time.sleep(0.3)  # the abandoned work finishes and frees its slots
+    assert client.post("/api/remove", content=png_bytes()).status_code == 200
