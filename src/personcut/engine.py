@@ -306,6 +306,8 @@ def fit(
     t = config.train
     runtime = setup_runtime(t.device)
     out = Path(t.out_dir)
+    if not runtime.is_main:
+        logging.getLogger("personcut").setLevel(logging.WARNING)  # one voice: rank 0's
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
@@ -388,6 +390,11 @@ def fit(
         row.update({f"train_{k}": v for k, v in tr.items()})
         row["lr"] = scheduler.get_last_lr()[0]
         examples = []
+        if runtime.distributed:
+            # DDP syncs BatchNorm statistics at the start of each forward, so after the last step
+            # every rank holds its own; take rank 0's, the ones the checkpoint will hold.
+            for buffer in unwrap(model).buffers():
+                dist.broadcast(buffer, 0)
         if val_loader is not None:
             ev = evaluate(
                 model, val_loader, runtime.device, groups=val_loader.groups,
