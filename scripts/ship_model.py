@@ -1,0 +1,45 @@
+"""Put a training run's best model into the package: ONNX + JSON, safetensors, curves.
+
+    python scripts/ship_model.py runs/default
+
+Then regenerate the README pictures (scripts/make_examples.py) and the model card figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from personcut.export import export_checkpoint
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "personcut" / "weights"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("run", type=Path, help="training output folder (holds best.pt)")
+    p.add_argument("--fp16", action="store_true")
+    args = p.parse_args()
+    ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=False)
+    best = max(ckpt["history"], key=lambda r: r.get("val_person_iou", -1))
+    metadata = {
+        "recipe": "personcut train --config configs/default.yaml",
+        "epochs_trained": ckpt["epoch"] + 1,
+        "val_during_training": {k: round(v, 4) for k, v in best.items()
+                                if k.startswith("val_") and isinstance(v, float)},
+    }
+    WEIGHTS.mkdir(exist_ok=True)
+    info = export_checkpoint(args.run / "best.pt", WEIGHTS / "personcut.onnx", args.fp16, metadata)
+    shutil.copyfile(args.run / "best.safetensors", WEIGHTS / "personcut.safetensors")
+    shutil.copyfile(args.run / "curves.png", WEIGHTS / "training_curves.png")
+    print(f"shipped epoch {ckpt['epoch']} ({info['parameters']} parameters, parity "
+          f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
