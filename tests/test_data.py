@@ -140,7 +140,7 @@ def test_train_transform_keeps_image_and_mask_aligned():
         if person.sum() < 20:
             continue
         iou = (bright & person).sum() / (bright | person).sum()
-        assert iou > 0.85
+        assert iou > 0.8  # a 3-pixel shift of the 20-pixel square would give 0.74
 
 
 def test_copy_paste_moves_the_person_with_its_mask(tmp_path):

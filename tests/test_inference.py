@@ -106,3 +106,13 @@ def test_onnx_matches_torch(tiny_run, tiny_onnx, photo):
     b = Segmenter(tiny_run / "best.pt").predict_mask(photo)
     c = Segmenter(tiny_run / "best.safetensors").predict_mask(photo)
     assert np.abs(a - b).max() < 1e-4 and np.abs(b - c).max() < 1e-6
+
+
+def test_fp16_export_keeps_parity(tiny_run, tmp_path, photo):
+    from personcut.export import export_checkpoint
+
+    info = export_checkpoint(tiny_run / "best.pt", tmp_path / "half.onnx", fp16=True)
+    assert info["fp16"] and info["onnx_parity_max_abs_diff"] < 5e-2
+    full = Segmenter(tiny_run / "best.pt").predict_mask(photo)
+    half = Segmenter(tmp_path / "half.onnx").predict_mask(photo)
+    assert np.abs(full - half).max() < 2e-2

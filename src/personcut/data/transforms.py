@@ -40,6 +40,7 @@ class CopyPaste:
         _, h, w = image.shape
         index = int(torch.randint(len(self.files), ()))
         with Image.open(self.files[index]) as bg:
+            bg.draft("RGB", (w, h))  # JPEG: decode at a reduced scale when the crop is small
             bg = bg.convert("RGB")
             cover = max(w / bg.width, h / bg.height)
             size = (max(w, math.ceil(bg.width * cover)), max(h, math.ceil(bg.height * cover)))
@@ -71,7 +72,11 @@ class CopyPaste:
 
 
 class TrainTransform:
-    """Copy-paste, random resized crop, flip, small rotation/scale, colour jitter."""
+    """Random resized crop, flip, small rotation/scale, copy-paste, colour jitter.
+
+    The crop comes first so the costlier steps work on the small crop: on a 2-core machine the
+    loader workers share the cores with training, and every millisecond here is training time.
+    """
 
     def __init__(
         self,
@@ -86,22 +91,29 @@ class TrainTransform:
             [
                 v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
                 v2.RandomHorizontalFlip(),
-                v2.RandomAffine(
-                    degrees=rotate_degrees,
-                    scale=(0.9, 1.1),
-                    fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE},
+                v2.RandomApply(
+                    [v2.RandomAffine(
+                        degrees=rotate_degrees,
+                        scale=(0.9, 1.1),
+                        fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE},
+                    )],
+                    p=0.5,
                 ),
-                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
-                v2.RandomGrayscale(p=0.05),
             ]
+        )
+        # No hue jitter: it is by far the slowest colour op, and skin hue is worth keeping.
+        self.colour = v2.Compose(
+            [v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3), v2.RandomGrayscale(0.05)]
         )
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         img, msk = to_tensors(image, mask)
+        img, msk = self.geometric(tv_tensors.Image(img), tv_tensors.Mask(msk))
+        img, msk = img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor)
         if self.copy_paste is not None:
             img, msk = self.copy_paste(img, msk)
-        img, msk = self.geometric(tv_tensors.Image(img), tv_tensors.Mask(msk))
-        return img.float().div_(255), msk.as_subclass(torch.Tensor)
+        img = self.colour(tv_tensors.Image(img))
+        return img.float().div_(255), msk
 
 
 class EvalTransform:
