@@ -23,6 +23,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run", type=Path, help="training output folder (holds best.pt)")
     p.add_argument("--fp16", action="store_true")
+    p.add_argument("--working-size", type=int,
+                   help="long side the shipped model runs at (default: the run's eval_size)")
     args = p.parse_args()
     ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=False)
     best = max(ckpt["history"], key=lambda r: r.get("val_person_iou", -1))
@@ -33,6 +35,8 @@ def main() -> int:
                                 if k.startswith("val_") and isinstance(v, float)},
     }
     WEIGHTS.mkdir(exist_ok=True)
+    if args.working_size:
+        metadata["working_size"] = args.working_size
     info = export_checkpoint(args.run / "best.pt", WEIGHTS / "personcut.onnx", args.fp16, metadata)
     shutil.copyfile(args.run / "best.safetensors", WEIGHTS / "personcut.safetensors")
     shutil.copyfile(args.run / "curves.png", WEIGHTS / "training_curves.png")

@@ -129,9 +129,11 @@ class EvalTransform:
         h, w = img.shape[-2:]
         scale = self.size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        img = v2.functional.resize(img, [nh, nw], antialias=True)
-        img = F.pad(img, (0, self.size - nw, 0, self.size - nh))
-        return img.float().div_(255), msk, (nh, nw)
+        img = v2.functional.resize(img, [nh, nw], antialias=True).float().div_(255)
+        # Repeat the border rather than pad with black: a black band is nothing the model saw in
+        # training and drags the predictions near it down (the Segmenter pads the same way).
+        img = F.pad(img[None], (0, self.size - nw, 0, self.size - nh), mode="replicate")[0]
+        return img, msk, (nh, nw)
 
 
 def eval_collate(batch):
