@@ -34,8 +34,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from personcut.checkpoint import load_model
     from personcut.data import build_dataset, skipped_files
     from personcut.data.transforms import EvalTransform
@@ -47,7 +45,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     size = args.size or config.data.eval_size
     dataset = build_dataset(args.data, EvalTransform(size), crowd=config.data.crowd)
     loader = make_eval_loader(dataset, args.batch_size, args.num_workers, runtime)
-    torch.set_grad_enabled(False)
     result = evaluate(
         model.to(runtime.device), loader, runtime.device, groups=loader.groups,
         keep=args.sheet_images if args.sheet else 0,
