@@ -174,7 +174,7 @@ def train_one_epoch(
         "person_iou": metrics["person_iou"],
         "miou": metrics["miou"],
         "data_wait": wait / max(elapsed, 1e-9),
-        "images_per_s": steps * loader.batch_size * max(1, _world()) / max(elapsed, 1e-9),
+        "images_per_s": steps * loader.batch_size * _world() / max(elapsed, 1e-9),
     }
 
 

@@ -13,6 +13,9 @@ from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
+# Pillow's own decompression-bomb check is replaced, once, by the caller's limit in load_image.
+Image.MAX_IMAGE_PIXELS = None
+
 DEFAULT_MAX_PIXELS = 100_000_000
 """Refuse larger images unless raised: a 100 kB PNG can decode to gigabytes (decompression bomb)."""
 
@@ -58,8 +61,6 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
                 raise ImageError(f"{path}: empty file (0 bytes)")
             fp = path.open("rb")
         try:
-            # Pillow's own bomb check is replaced by ours so the limit is the caller's.
-            Image.MAX_IMAGE_PIXELS = None
             image = Image.open(fp)
             w, h = image.size
             if max_pixels and w * h > max_pixels:
