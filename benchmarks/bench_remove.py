@@ -48,7 +48,7 @@ def one(model: str, megapixels: float, repeats: int, working_size: int | None,
     def job() -> float:
         """The whole job; returns the seconds spent encoding."""
         image = load_image(data)
-        alpha = seg._predict_rgb([to_rgb(image)])[0]
+        alpha = seg.predict_rgb([to_rgb(image)])[0]
         result = cut(image, alpha)
         start = time.perf_counter()
         encode(result, fmt)

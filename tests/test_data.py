@@ -8,7 +8,7 @@ from PIL import Image
 from personcut.data import IGNORE, build_dataset
 from personcut.data.coco import CocoPersonDataset
 from personcut.data.folders import FolderDataset
-from personcut.data.transforms import CopyPaste, EvalTransform, TrainTransform
+from personcut.data.transforms import CopyPaste, EvalTransform, TrainTransform, eval_collate
 
 from conftest import SHARED
 
@@ -164,9 +164,12 @@ def test_copy_paste_moves_the_person_with_its_mask(tmp_path):
 def test_eval_transform_pads_and_keeps_full_mask():
     image = np.zeros((30, 60, 3), np.uint8)
     mask = np.ones((30, 60), np.uint8)
-    img, msk, (h, w) = EvalTransform(32)(image, mask)
-    assert img.shape == (3, 32, 32) and (h, w) == (16, 32)
+    img, msk, (h, w) = EvalTransform(40, multiple=16)(image, mask)
+    assert (h, w) == (20, 40) and img.shape == (3, 32, 48)  # padded to multiples of 16 only
+    assert torch.equal(img[:, 20:, :40], img[:, 19:20, :40].expand(-1, 12, -1))  # border repeated
     assert msk.shape == (1, 30, 60)
+    batch = eval_collate([(img, msk, (h, w), "a"), (torch.zeros(3, 48, 16), msk, (48, 10), "b")])
+    assert batch[0].shape == (2, 3, 48, 48)
 
 
 @pytest.mark.skipif(not (SHARED / "coco-person-train").is_dir(), reason="../shared not present")

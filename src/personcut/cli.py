@@ -43,7 +43,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     runtime: Runtime = setup_runtime(args.device)
     model, config = load_model(args.model, runtime.device)
     size = args.size or config.data.eval_size
-    dataset = build_dataset(args.data, EvalTransform(size), crowd=config.data.crowd)
+    dataset = build_dataset(args.data, EvalTransform(size, 2**config.model.depth), crowd=config.data.crowd)
     loader = make_eval_loader(dataset, args.batch_size, args.num_workers, runtime)
     result = evaluate(
         model.to(runtime.device), loader, runtime.device, groups=loader.groups,
@@ -78,7 +78,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, nargs="+",
                    help="image/mask folders or COCO json (JSON or JSON:IMAGES_DIR)")
     p.add_argument("--size", type=int, help="working size (long side); default: the model's")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images per batch; above 1, images are padded to the largest of their "
+                   "batch, which the network sees but `remove` does not")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--sheet", type=Path, help="write an overlay sheet PNG here")
@@ -251,7 +253,7 @@ def _remove(args: argparse.Namespace) -> int:
             if not batch:
                 continue
             try:
-                alphas = segmenter._predict_rgb([b[2] for b in batch])
+                alphas = segmenter.predict_rgb([b[2] for b in batch])
             except Exception as exc:  # noqa: BLE001
                 failures.extend(f"{b[0].name}: inference failed ({exc})" for b in batch)
                 bar.update(len(batch))

@@ -182,9 +182,11 @@ class Segmenter:
     def predict_masks(self, images: list[ImageInput], refine: bool = True) -> list[np.ndarray]:
         """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch."""
         rgbs = [to_rgb(load_image(im, max_pixels=None)) for im in images]
-        return self._predict_rgb(rgbs, refine)
+        return self.predict_rgb(rgbs, refine)
 
-    def _predict_rgb(self, rgbs: list[np.ndarray], refine: bool = True) -> list[np.ndarray]:
+    def predict_rgb(self, rgbs: list[np.ndarray], refine: bool = True) -> list[np.ndarray]:
+        """Like :meth:`predict_masks` for images already decoded to HxWx3 uint8 RGB arrays (the
+        CLI and the server decode once, then both predict and compose from the same pixels)."""
         prepared = [self._prepare(rgb) for rgb in rgbs]
         logits = self._logits(self._to_batch([p[0] for p in prepared]))
         out = []
@@ -269,6 +271,6 @@ def remove(
     """
     seg = segmenter or default_segmenter()
     decoded = load_image(image, max_pixels)
-    alpha = seg._predict_rgb([to_rgb(decoded)])[0]
+    alpha = seg.predict_rgb([to_rgb(decoded)])[0]
     return cut(decoded, alpha, mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop,
                threshold=threshold)

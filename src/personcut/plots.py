@@ -19,8 +19,12 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def training_curves(history: list[dict[str, Any]], path: str | Path) -> None:
-    """Loss and Jaccard (person IoU and 2-class mIoU), train and val, per epoch."""
+def training_curves(
+    history: list[dict[str, Any]], path: str | Path, stage_starts: tuple[int, ...] = ()
+) -> None:
+    """Loss and Jaccard (person IoU and 2-class mIoU), train and val, per epoch. For a model
+    trained in stages, pass the concatenated history (epochs numbered on) and the first epoch of
+    each later stage: a dashed line marks it."""
     epochs = [row["epoch"] + 1 for row in history]
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("train_loss", "train loss"), ("val_bce", "val BCE")):
@@ -40,6 +44,8 @@ def training_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     ax_iou.legend()
     for ax in (ax_loss, ax_iou):
         ax.grid(alpha=0.3)
+        for start in stage_starts:
+            ax.axvline(start + 0.5, color="gray", linestyle="--", linewidth=1)
     _save(fig, path)
 
 

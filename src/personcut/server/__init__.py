@@ -119,7 +119,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
 
     def work(body: bytes, options: dict, fmt: str) -> bytes:
         image = load_image(body, settings.max_pixels)
-        alpha = seg._predict_rgb([to_rgb(image)])[0]
+        alpha = seg.predict_rgb([to_rgb(image)])[0]
         result = cut(image, alpha, **options)
         return encode(result, fmt, image.info.get("icc_profile"))
 
