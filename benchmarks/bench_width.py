@@ -44,12 +44,12 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "width_latency.json"))
     args = p.parse_args()
 
-    from personcut.model import UNet, count_parameters, flops_per_image
     from personcut.config import ModelConfig
+    from personcut.model import UNet, count_parameters, flops_per_image
 
     rows = []
     print("| width | depth | working size | parameters | GFLOP at 256x256 | median ms | "
-          "of which encode ms | without encode ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "of which encode ms | without encode ms |\n" + "| --- " * 8 + "|")
     with tempfile.TemporaryDirectory() as tmp:
         for depth in args.depths:
             for width in args.widths:

@@ -43,7 +43,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     runtime: Runtime = setup_runtime(args.device)
     model, config = load_model(args.model, runtime.device)
     size = args.size or config.data.eval_size
-    dataset = build_dataset(args.data, EvalTransform(size, 2**config.model.depth), crowd=config.data.crowd)
+    transform = EvalTransform(size, 2**config.model.depth)  # padded as `remove` pads
+    dataset = build_dataset(args.data, transform, crowd=config.data.crowd)
     loader = make_eval_loader(dataset, args.batch_size, args.num_workers, runtime)
     result = evaluate(
         model.to(runtime.device), loader, runtime.device, groups=loader.groups,

@@ -74,7 +74,7 @@ def setup_runtime(device: str = "auto") -> Runtime:
         dev = torch.device("cpu" if device == "auto" else device)
         # Trained weights and small gradients drift into subnormal floats, which x86 CPUs handle
         # in microcode: a trained width-8 U-Net stepped 2x slower than a fresh one until these
-        # were flushed to zero (measured in the second training session; no effect on accuracy).
+        # were flushed to zero (benchmarks/RESULTS.md). Values that small carry no accuracy.
         torch.set_flush_denormal(True)
     return Runtime(dev, rank, world_size, local_rank)
 
