@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def export_untrained(width: int, depth: int, working_size: int, out: Path) -> Path:
+def export_untrained(width: int, depth: int, working_size: int, out: Path) -> tuple[Path, dict]:
+    """An untrained model as ONNX with the JSON the Segmenter reads; returns both."""
     from personcut.config import Config, ModelConfig
     from personcut.export import describe, export_onnx
     from personcut.model import UNet
@@ -29,8 +30,9 @@ def export_untrained(width: int, depth: int, working_size: int, out: Path) -> Pa
     model = UNet(config.model)
     path = out / f"w{width}_d{depth}_s{working_size}.onnx"
     export_onnx(model, path)
-    path.with_suffix(".json").write_text(json.dumps(describe(model, config)))
-    return path
+    info = describe(model, config)
+    path.with_suffix(".json").write_text(json.dumps(info))
+    return path, info
 
 
 def main() -> None:
@@ -45,7 +47,7 @@ def main() -> None:
     args = p.parse_args()
 
     from personcut.config import ModelConfig
-    from personcut.model import UNet, count_parameters, flops_per_image
+    from personcut.model import flops_per_image
 
     rows = []
     print("| width | depth | working size | parameters | GFLOP at 256x256 | median ms | "
@@ -54,15 +56,14 @@ def main() -> None:
         for depth in args.depths:
             for width in args.widths:
                 for size in args.working_sizes:
-                    model = export_untrained(width, depth, size, Path(tmp))
+                    model, info = export_untrained(width, depth, size, Path(tmp))
                     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_remove.py"), "--one",
                            "--model", str(model), "--sizes", str(args.megapixels),
                            "--repeats", str(args.repeats), "--formats", args.format]
                     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
                     r = json.loads(result.stdout.strip().splitlines()[-1])
                     mc = ModelConfig(width=width, depth=depth)
-                    r.update(width=width, depth=depth,
-                             parameters=count_parameters(UNet(mc)),
+                    r.update(width=width, depth=depth, parameters=info["parameters"],
                              gflop_256=flops_per_image(mc, 256, 256) / 1e9)
                     rows.append(r)
                     print(f"| {width} | {depth} | {size} | {r['parameters']:,} | "
