@@ -103,6 +103,17 @@ def test_config_typo_names_the_key(tmp_path):
         load_config(bad)
 
 
+def test_config_value_of_the_wrong_type_is_named():
+    with pytest.raises(ConfigError, match="model.width must be an integer, got 'abc'"):
+        load_config(None, ["model.width=abc"])
+    with pytest.raises(ConfigError, match="train.lr must be a number"):
+        load_config(None, ["train.lr=fast"])
+    cfg = load_config(None, ["train.lr=1", "data.train=2024", "model.mean=[0, 0.5, 1]"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.data.train == ["2024"]  # YAML's number for a folder name, as a one-item list
+    assert cfg.model.mean == (0.0, 0.5, 1.0)
+
+
 def test_empty_dataset_stops_with_a_clear_error(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()

@@ -149,6 +149,8 @@ class Config:
                 raise ConfigError(f"{source}: section {f.name!r} must be a mapping")
             known = {g.name for g in dataclasses.fields(section_cls)}
             _check_keys(values, known, source, f.name + ".")
+            types = {g.name: g.type for g in dataclasses.fields(section_cls)}
+            values = {k: _coerce(v, types[k], f"{source}: {f.name}.{k}") for k, v in values.items()}
             try:
                 parts[f.name] = section_cls(**values)
             except TypeError as exc:
@@ -162,6 +164,40 @@ def _check_keys(values: dict, known: set[str], source: str, prefix: str) -> None
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+
+
+def _coerce(value: Any, kind: str, where: str) -> Any:
+    """Check a YAML value against a field's annotation (a string under postponed evaluation).
+
+    YAML guesses types (``--set model.width=abc`` gives a str), so a wrong one must be named here
+    rather than fail later deep inside the model or the data loader.
+    """
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "float" and number(value):
+        return float(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind in ("str", "str | None"):
+        if value is None and kind == "str | None":
+            return None
+        if isinstance(value, str) or number(value):
+            return str(value)  # a folder named 2024 is read by YAML as a number
+    if kind == "list[str]":
+        items = value if isinstance(value, list) else [value]
+        if all(isinstance(v, str) or number(v) for v in items):
+            return [str(v) for v in items]
+    if kind.startswith("tuple[float") and isinstance(value, (list, tuple)):
+        if len(value) == kind.count("float") and all(number(v) for v in value):
+            return tuple(float(v) for v in value)
+    wanted = {"int": "an integer", "float": "a number", "bool": "true or false",
+              "str": "a string", "str | None": "a string or null",
+              "list[str]": "a list of paths, e.g. [a, b]"}.get(kind, kind)
+    raise ConfigError(f"{where} must be {wanted}, got {value!r}")
 
 
 def _parse_value(text: str) -> Any:
