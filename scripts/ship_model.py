@@ -1,6 +1,7 @@
 """Put a training run's best model into the package: ONNX + JSON, safetensors, curves.
 
-    python scripts/ship_model.py runs/default_stage2 --stages runs/default runs/default_stage2
+    python scripts/ship_model.py runs/default --working-size 320
+    python scripts/ship_model.py runs/b --stages runs/a runs/b    # b continued from a (train.init)
 
 Then regenerate the README pictures (scripts/make_examples.py) and the model card figures.
 """

@@ -1,5 +1,6 @@
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,6 +113,13 @@ def test_config_value_of_the_wrong_type_is_named():
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert cfg.data.train == ["2024"]  # YAML's number for a folder name, as a one-item list
     assert cfg.model.mean == (0.0, 0.5, 1.0)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.train.epochs >= 1 and cfg.data.train
 
 
 def test_empty_dataset_stops_with_a_clear_error(tmp_path):
