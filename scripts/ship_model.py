@@ -9,11 +9,11 @@ Then regenerate the README pictures (scripts/make_examples.py) and the model car
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import sys
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from personcut.export import export_checkpoint
 from personcut.plots import training_curves
@@ -21,9 +21,18 @@ from personcut.plots import training_curves
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "personcut" / "weights"
 
 
+def read_history(run: Path) -> list[dict[str, Any]]:
+    """A run's per-epoch figures from its metrics.csv (rewritten whole every epoch). Reading it
+    rather than last.pt keeps optimizer state out of memory and lets runs brought back from a
+    GPU machine without their .pt files be shipped."""
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(f)]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("run", type=Path, help="training output folder (holds best.pt)")
+    p.add_argument("run", type=Path, help="training output folder (best.safetensors, metrics.csv)")
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--working-size", type=int,
                    help="long side the shipped model runs at (default: the run's eval_size)")
@@ -32,29 +41,28 @@ def main() -> int:
                    "and the epoch count")
     p.add_argument("--recipe", default="bash scripts/train_default.sh")
     args = p.parse_args()
-    ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=False)
-    best = max(ckpt["history"], key=lambda r: r.get("val_person_iou", -1))
-    earlier = [torch.load(run / "last.pt", map_location="cpu", weights_only=False)["history"]
-               for run in (args.stages or [args.run])[:-1]]
+    stages = [read_history(run) for run in [*(args.stages or [])[:-1], args.run]]
+    # best.safetensors holds the epoch with the best validation person IoU (first of ties)
+    best = max(stages[-1], key=lambda r: r.get("val_person_iou", -1))
     history, starts = [], []
-    for stage in [*earlier, ckpt["history"]]:
+    for stage in stages:
         if history:
             starts.append(len(history))
         history += [{**row, "epoch": len(history) + i} for i, row in enumerate(stage)]
     metadata = {
         "recipe": args.recipe,
         # epochs of the earlier stages, plus this stage's up to its best checkpoint
-        "epochs_trained": sum(len(h) for h in earlier) + ckpt["epoch"] + 1,
-        "val_during_training": {k: round(v, 4) for k, v in best.items()
-                                if k.startswith("val_") and isinstance(v, float)},
+        "epochs_trained": sum(len(h) for h in stages[:-1]) + best["epoch"] + 1,
+        "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
     WEIGHTS.mkdir(exist_ok=True)
     if args.working_size:
         metadata["working_size"] = args.working_size
-    info = export_checkpoint(args.run / "best.pt", WEIGHTS / "personcut.onnx", args.fp16, metadata)
-    shutil.copyfile(args.run / "best.safetensors", WEIGHTS / "personcut.safetensors")
+    weights = args.run / "best.safetensors"
+    info = export_checkpoint(weights, WEIGHTS / "personcut.onnx", args.fp16, metadata)
+    shutil.copyfile(weights, WEIGHTS / "personcut.safetensors")
     training_curves(history, WEIGHTS / "training_curves.png", tuple(starts))
-    print(f"shipped epoch {ckpt['epoch']} ({info['parameters']} parameters, parity "
+    print(f"shipped epoch {best['epoch']} ({info['parameters']} parameters, parity "
           f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}")
     return 0
 

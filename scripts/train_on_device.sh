@@ -6,8 +6,11 @@
 #                   carry=["carry"])
 # Each NAME [--set ...] group trains configs/default.yaml with those overrides on carry/data; groups
 # are separated by `::`, e.g.  bash scripts/train_on_device.sh w8 :: w16 --set model.width=16
-# The device tool brings back at most 8 files, so only train.log, metrics.csv, curves.png and
-# best.safetensors of each run are copied to $OUT/NAME/ (two runs per call).
+# The device tool brings back at most 8 files of at most 16 MiB each, so only train.log,
+# metrics.csv and best.safetensors of each run are copied to $OUT/NAME/ (two runs per call), the
+# weights in 15 MiB parts when larger (width 16 at depth 5 is 31 MB): join them with
+#   cat best.safetensors.part* > best.safetensors
+# Then `python scripts/ship_model.py FOLDER` ships it (it needs only those files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back}"
@@ -25,9 +28,16 @@ train_one() {
     --set "data.train=[$data/persons-train]" --set "data.val=[$data/persons-val]" \
     --set "data.backgrounds=$data/backgrounds" --set train.num_workers=12 \
     "$@" --out "$run" > "$run.out" 2>&1 || status=$?
-  for f in train.log metrics.csv curves.png best.safetensors; do
+  for f in train.log metrics.csv; do
     if [ -f "$run/$f" ]; then cp "$run/$f" "$OUT/$name/"; fi
   done
+  if [ -f "$run/best.safetensors" ]; then
+    if [ "$(stat -c %s "$run/best.safetensors")" -gt $((15 * 1024 * 1024)) ]; then
+      split -b 15M -d "$run/best.safetensors" "$OUT/$name/best.safetensors.part"
+    else
+      cp "$run/best.safetensors" "$OUT/$name/"
+    fi
+  fi
   if [ "$status" -ne 0 ]; then
     tail -c 3000 "$run.out" >&2
     echo "$name: training failed (exit $status)" >&2
