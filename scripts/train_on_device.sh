@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One training run of a recipe on a lent GPU machine, as one command whose results come back.
+# Training runs of the recipe on a lent GPU machine, as one command whose results come back.
 #
 # Here, once:   python scripts/pack_for_device.py          # data -> carry/data (41.8 MiB)
 # Device call:  run(command="bash scripts/train_on_device.sh w16 --set model.width=16",
