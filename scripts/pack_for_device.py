@@ -4,9 +4,9 @@ The device tool carries at most 64 MiB (working tree included), and ../shared/da
 persons-train + persons-val + backgrounds come to about 67 MiB as they are (already shrunk to
 <= 384 px and stored as optimised JPEGs). Re-encoding the photos at JPEG quality 70 (a photo is
 kept as it is where that does not make it smaller) brings them under the limit; masks are
-written as 1-bit PNGs (what they already are), without changing any pixel. Output goes to a git-ignored folder
-(default `carry/data`) to name in the device run's `carry`; `scripts/train_on_device.sh` trains
-on it there:
+written as 1-bit PNGs (what they already are), without changing any pixel. Output goes to a
+git-ignored folder (default `carry/data`) to name in the device run's `carry`;
+`scripts/train_on_device.sh` trains on it there:
 
     python scripts/pack_for_device.py
     # device call: bash scripts/train_on_device.sh w8 :: w16 --set model.width=16   (carry: carry)
