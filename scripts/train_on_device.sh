@@ -16,7 +16,10 @@ cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 data=${DATA:-carry/data}  # another packed folder: the script's own check uses a tiny one
-[ -d "$data/persons-train" ] || { echo "$data/persons-train missing: run scripts/pack_for_device.py and carry 'carry'" >&2; exit 2; }
+if [ ! -d "$data/persons-train" ]; then
+  echo "$data/persons-train missing: run scripts/pack_for_device.py and carry 'carry'" >&2
+  exit 2
+fi
 
 train_one() {
   local name=$1; shift
