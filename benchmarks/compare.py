@@ -116,11 +116,13 @@ def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: int) -> float:
 
 
 def score(pred_dir: Path, truth: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Whole-set counts per source, per-image IoU and boundary F."""
+    """Whole-set counts per source, per-image IoU, boundary F and alpha MAE."""
     counts: dict[str, np.ndarray] = {}
     per_image = {}
     for stem, gt in truth.items():
-        pred = np.asarray(Image.open(pred_dir / f"{stem}.png")) >= 128
+        with Image.open(pred_dir / f"{stem}.png") as im:
+            alpha = np.asarray(im.convert("L"))
+        pred = alpha >= 128
         tp = int((pred & gt).sum())
         fp = int((pred & ~gt).sum())
         fn = int((~pred & gt).sum())
@@ -133,6 +135,8 @@ def score(pred_dir: Path, truth: dict[str, np.ndarray]) -> tuple[dict, dict]:
         per_image[stem] = {
             "iou": tp / max(1, tp + fp + fn) if (tp + fp + fn) else 1.0,
             "boundary_f": boundary_f(pred, gt, tol),
+            # The soft alpha against the hard mask: what a cutout shows, haze and holes included.
+            "mae": float(np.abs(alpha / 255.0 - gt).mean()),
             "source": source,
         }
     return counts, per_image
@@ -143,9 +147,10 @@ def summarise(counts: dict, per_image: dict, times: list[float]) -> dict:
     for key, (tp, fp, fn, tn) in counts.items():
         person = tp / max(1, tp + fp + fn)
         background = tn / max(1, tn + fn + fp)
-        bf = [v["boundary_f"] for v in per_image.values() if key in ("all", v["source"])]
+        mine = [v for v in per_image.values() if key in ("all", v["source"])]
         out[key] = {"person_iou": person, "miou": (person + background) / 2,
-                    "boundary_f": float(np.mean(bf)), "images": len(bf)}
+                    "boundary_f": float(np.mean([v["boundary_f"] for v in mine])),
+                    "mae": float(np.mean([v["mae"] for v in mine])), "images": len(mine)}
     t = np.array(times)
     out["latency"] = {"median_s": float(np.median(t)), "p95_s": float(np.percentile(t, 95))}
     return out
@@ -194,7 +199,8 @@ def main() -> int:
                          "setup": note, "per_image": per_image}
         s = results[tool]
         print(f"{tool:14s} person IoU {s['all']['person_iou']:.3f}  mIoU {s['all']['miou']:.3f}"
-              f"  boundary F {s['all']['boundary_f']:.3f}  median {s['latency']['median_s']*1000:.0f}"
+              f"  boundary F {s['all']['boundary_f']:.3f}  alpha MAE {s['all']['mae']:.3f}"
+              f"  median {s['latency']['median_s']*1000:.0f}"
               f" ms  peak {peak:.0f} MB", flush=True)
     machine = machine_line()
     (args.out / "compare.json").write_text(json.dumps(
@@ -225,20 +231,23 @@ def machine_line() -> str:
 def markdown(results: dict, skipped: dict, data: Path, machine: str) -> str:
     sources = sorted({k for r in results.values() for k in r if k not in
                       ("all", "latency", "peak_rss_mb", "setup", "per_image")})
-    head = ["tool", "person IoU", "2-class mIoU", "boundary F", "median ms", "p95 ms",
-            "peak MB"]
+    head = ["tool", "person IoU", "2-class mIoU", "boundary F", "alpha MAE", "median ms",
+            "p95 ms", "peak MB"]
     lines = [f"Data: `{data}`; machine: {machine}.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for tool, r in results.items():
         a = r["all"]
         lines.append(f"| {tool} | {a['person_iou']:.3f} | {a['miou']:.3f} | "
-                     f"{a['boundary_f']:.3f} | {r['latency']['median_s']*1000:.0f} | "
+                     f"{a['boundary_f']:.3f} | {a['mae']:.3f} | "
+                     f"{r['latency']['median_s']*1000:.0f} | "
                      f"{r['latency']['p95_s']*1000:.0f} | {r['peak_rss_mb']:.0f} |")
     if sources:
-        lines += ["", "Per source, person IoU / 2-class mIoU / boundary F (images):", "",
+        lines += ["",
+                  "Per source, person IoU / 2-class mIoU / boundary F / alpha MAE (images):", "",
                   "| tool | " + " | ".join(sources) + " |", "|" + " --- |" * (len(sources) + 1)]
         for tool, r in results.items():
             cells = [f"{r[s]['person_iou']:.3f} / {r[s]['miou']:.3f} / {r[s]['boundary_f']:.3f}"
+                     f" / {r[s]['mae']:.3f}"
                      f" ({r[s]['images']})" for s in sources if s in r]
             lines.append(f"| {tool} | " + " | ".join(cells) + " |")
     for tool, why in skipped.items():

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from personcut.imaging import ImageError, load_image
-from personcut.inference import Segmenter, remove
+from personcut.inference import ALPHA_LEVELS, Segmenter, levels, remove
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,19 @@ def test_modes_and_alpha_range(seg, photo):
     hard = np.asarray(remove(photo, segmenter=seg, mask=True, threshold=0.5))
     assert set(np.unique(hard)) <= {0, 255}
     assert remove(photo, segmenter=seg, blur=3).mode == "RGB"
+
+
+def test_levels_clear_faint_doubts_and_keep_the_half_threshold(tiny_onnx, photo):
+    raw = Segmenter(tiny_onnx, alpha_levels=None).predict_mask(photo)
+    out = Segmenter(tiny_onnx).predict_mask(photo)
+    low, high = ALPHA_LEVELS
+    assert np.all(out[raw <= low] == 0.0) and np.all(out[raw >= high] == 1.0)
+    assert np.allclose(out, levels(raw, low, high))
+    assert np.array_equal(out >= 0.5, raw >= 0.5)
+    assert np.allclose(levels(np.array([0.0, 0.25, 0.5, 0.75, 1.0]), 0.25, 0.75),
+                       [0.0, 0.0, 0.5, 1.0, 1.0])
+    with pytest.raises(ValueError, match="levels"):
+        Segmenter(tiny_onnx, alpha_levels=(0.6, 0.4))
 
 
 def test_batch_equals_single(seg, photo):
