@@ -34,8 +34,8 @@ DEFAULT_MODEL = WEIGHTS / "personcut.onnx"
 
 ALPHA_LEVELS = (0.1, 0.9)
 """Probabilities at or below the first become alpha 0, at or above the second alpha 1, linear
-between. Without it the network's faint doubts (a few per cent over a fifth of the background on
-persons-val) leave a ghost of the old background in every cutout, and near-certain people are
+between. Without it the network's faint doubts (a few per cent over much of a typical
+background) leave a ghost of the old background in every cutout, and near-certain people are
 slightly see-through. Symmetric about 0.5, so a mask thresholded at 0.5 is unchanged."""
 
 
