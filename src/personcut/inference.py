@@ -92,10 +92,14 @@ def guided_upsample(
     return np.clip(a_full * guide_full + b_full, 0.0, 1.0)
 
 
-def levels(prob: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Stretch ``prob`` so that ``low`` maps to 0 and ``high`` to 1, clipped (float32)."""
+def _check_levels(low: float, high: float) -> None:
     if not 0.0 <= low < high <= 1.0:
         raise ValueError(f"levels need 0 <= low < high <= 1, got ({low}, {high})")
+
+
+def levels(prob: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Stretch ``prob`` so that ``low`` maps to 0 and ``high`` to 1, clipped (float32)."""
+    _check_levels(low, high)
     return np.clip((prob - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
@@ -122,7 +126,7 @@ class Segmenter:
         alpha_levels: tuple[float, float] | None = ALPHA_LEVELS,
     ) -> None:
         if alpha_levels is not None:
-            levels(np.zeros(1, np.float32), *alpha_levels)  # refuse bad levels here, not later
+            _check_levels(*alpha_levels)  # before the model loads, not at the first photo
         self.alpha_levels = alpha_levels
         path = Path(model) if model is not None else DEFAULT_MODEL
         if not path.is_file():
