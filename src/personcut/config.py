@@ -18,26 +18,50 @@ class ConfigError(ValueError):
     """A config file or override names an unknown key or holds an invalid value."""
 
 
+ENCODERS = {
+    # name -> (levels it fixes, or None when model.depth chooses; its input mean and std)
+    "classic": (None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "efficientnet_lite0": (5, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
 @dataclass
 class ModelConfig:
     """The U-Net's shape."""
 
     width: int = 16
-    """Channels of the first encoder block; each deeper block doubles them (paper: 64)."""
+    """Channels of the first encoder block (classic: each deeper block doubles them; paper: 64;
+    efficientnet_lite0: the full-resolution block only)."""
     depth: int = 4
-    """Number of 2x2 poolings (paper: 4). Inputs are padded to a multiple of 2**depth."""
+    """Number of 2x2 poolings (paper: 4). Inputs are padded to a multiple of 2**depth.
+    efficientnet_lite0 has 5."""
     batch_norm: bool = True
     """BatchNorm after each 3x3 conv; False gives the paper's exact form."""
     in_channels: int = 3
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    """Per-channel mean subtracted inside the model, so callers feed RGB in [0, 1]."""
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    encoder: str = "classic"
+    """"classic" (the paper's blocks) or "efficientnet_lite0" (ImageNet-pretrained)."""
+    pretrained: bool = True
+    """Start a pretrained encoder from its ImageNet weights when training from scratch."""
+    mean: tuple[float, float, float] | None = None
+    """Per-channel mean subtracted inside the model, so callers feed RGB in [0, 1]; None: the
+    encoder's own (ImageNet statistics for classic, 0.5 for efficientnet_lite0)."""
+    std: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ConfigError(
+                f"model.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}"
+            )
+        levels, mean, std = ENCODERS[self.encoder]
+        if levels is not None and self.depth != levels:
+            raise ConfigError(f"model.encoder {self.encoder} has {levels} levels: set "
+                              f"model.depth={levels}, got {self.depth}")
         if self.width < 1:
             raise ConfigError(f"model.width must be >= 1, got {self.width}")
         if not 1 <= self.depth <= 7:
             raise ConfigError(f"model.depth must be in 1..7, got {self.depth}")
+        self.mean = mean if self.mean is None else self.mean
+        self.std = std if self.std is None else self.std
         self.mean = tuple(float(v) for v in self.mean)  # YAML gives lists
         self.std = tuple(float(v) for v in self.std)
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -65,6 +89,12 @@ class DataConfig:
     min_scale: float = 0.25
     """Smallest area fraction kept by the random resized crop."""
     rotate_degrees: float = 10.0
+    scene_p: float = 0.0
+    """Probability that a training sample is a made-up scene: 2 to ``scene_max_people`` people
+    cut from the training images, pasted onto one of ``backgrounds`` (needs backgrounds)."""
+    negative_p: float = 0.0
+    """Probability that a training sample is a background photo with nobody in it."""
+    scene_max_people: int = 10
     crowd: str = "ignore"
     """COCO crowd regions: "ignore" (left out of loss and metrics) or "person"."""
     keep_empty: bool = True
@@ -81,6 +111,12 @@ class DataConfig:
             raise ConfigError(f'data.crowd must be "ignore" or "person", got {self.crowd!r}')
         if not 0.0 <= self.copy_paste_p <= 1.0:
             raise ConfigError(f"data.copy_paste_p must be in [0, 1], got {self.copy_paste_p}")
+        if self.scene_p < 0 or self.negative_p < 0 or self.scene_p + self.negative_p > 1:
+            raise ConfigError("data.scene_p and data.negative_p must be >= 0 and sum to <= 1")
+        if (self.scene_p or self.negative_p) and not self.backgrounds:
+            raise ConfigError("data.scene_p and data.negative_p need data.backgrounds")
+        if self.scene_max_people < 2:
+            raise ConfigError("data.scene_max_people must be >= 2")
         if not 0.0 < self.min_scale <= 1.0:
             raise ConfigError(f"data.min_scale must be in (0, 1], got {self.min_scale}")
         if self.crop_size % 16 or self.eval_size % 16:
@@ -191,6 +227,8 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         items = value if isinstance(value, list) else [value]
         if all(isinstance(v, str) or number(v) for v in items):
             return [str(v) for v in items]
+    if kind.startswith("tuple[float") and value is None and kind.endswith("| None"):
+        return None
     if kind.startswith("tuple[float") and isinstance(value, (list, tuple)):
         if len(value) == kind.count("float") and all(number(v) for v in value):
             return tuple(float(v) for v in value)

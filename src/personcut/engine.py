@@ -34,6 +34,7 @@ from personcut.checkpoint import (
 )
 from personcut.config import Config, save_config
 from personcut.data import build_dataset, skipped_files
+from personcut.data.scenes import SceneDataset
 from personcut.data.transforms import EvalTransform, TrainTransform, eval_collate
 from personcut.losses import segmentation_loss
 from personcut.metrics import SegmentationMeter
@@ -255,6 +256,10 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
         d.keep_empty,
         d.min_person_area,
     )
+    if d.scene_p or d.negative_p:
+        train_set = SceneDataset(
+            train_set, d.backgrounds, d.crop_size, d.scene_p, d.negative_p, d.scene_max_people
+        )
     sampler = DistributedSampler(
         train_set, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=t.seed,
         drop_last=True,
@@ -334,6 +339,9 @@ def fit(
             )
         model.load_state_dict(source.state_dict())
         log.info("initialised from %s", init)
+    elif config.model.pretrained and hasattr(model.encoder, "load_imagenet") and not resume:
+        model.encoder.load_imagenet()
+        log.info("encoder %s starts from ImageNet weights", config.model.encoder)
     model.to(runtime.device)
     use_cl = t.channels_last  # faster on CUDA, and ~10% on AVX2 CPUs too
     if use_cl:

@@ -82,6 +82,7 @@ def describe(model: UNet, config: Config, extra: dict[str, Any] | None = None) -
     return {
         "name": "personcut-unet",
         "architecture": "U-Net (Ronneberger et al. 2015), same-padded convs",
+        "encoder": config.model.encoder,
         "width": config.model.width,
         "depth": config.model.depth,
         "batch_norm": config.model.batch_norm,

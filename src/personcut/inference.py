@@ -64,6 +64,26 @@ class ModelInfo:
         )
 
 
+def shipped_models() -> list[str]:
+    """Names of the models inside the package; "personcut" is the default."""
+    return sorted(p.stem for p in WEIGHTS.glob("*.onnx"))
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A model file from a path, a shipped model's name, or None (the default model)."""
+    if model is None:
+        return DEFAULT_MODEL
+    path = Path(model)
+    if path.is_file():
+        return path
+    if path.suffix == "" and path.name == str(model) and (WEIGHTS / f"{model}.onnx").is_file():
+        return WEIGHTS / f"{model}.onnx"
+    names = ", ".join(shipped_models())
+    raise FileNotFoundError(
+        f"model {model} is neither a file nor a shipped model (shipped: {names})"
+    )
+
+
 def _box(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over (2r+1)^2 windows, clipped at the borders, via an integral image."""
     h, w = x.shape
@@ -113,7 +133,8 @@ class Segmenter:
 
     Args:
         model: an ``.onnx`` file (ONNX Runtime), a ``.pt`` checkpoint or ``.safetensors`` file
-            (torch); None for the model shipped in the package.
+            (torch); the name of a model shipped in the package ("classic", see
+            :func:`shipped_models`); None for the default shipped model.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         working_size: long side the network sees; default from the model's JSON.
         alpha_levels: (low, high) for the final levels step (see ALPHA_LEVELS); None leaves the
@@ -128,9 +149,7 @@ class Segmenter:
         if alpha_levels is not None:
             _check_levels(*alpha_levels)  # before the model loads, not at the first photo
         self.alpha_levels = alpha_levels
-        path = Path(model) if model is not None else DEFAULT_MODEL
-        if not path.is_file():
-            raise FileNotFoundError(f"model file {path} does not exist")
+        path = resolve_model(model)
         self.path = path
         self.info = ModelInfo.for_model(path)
         if working_size:

