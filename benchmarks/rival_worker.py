@@ -20,10 +20,11 @@ from PIL import Image
 
 def load_tool(tool: str):
     """A function RGB uint8 HxWx3 -> probability float HxW in [0, 1]."""
-    if tool == "personcut":
+    if tool.startswith("personcut"):  # personcut (the default model) or personcut-NAME
         from personcut import Segmenter
 
-        seg = Segmenter(device="cpu")
+        name = tool.partition("-")[2] or None  # a shipped model's name, e.g. classic
+        seg = Segmenter(name, device="cpu")
         return seg.predict_mask
     if tool.startswith("mediapipe"):
         import mediapipe as mp

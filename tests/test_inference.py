@@ -139,3 +139,33 @@ def test_shipped_models_by_name():
         assert resolve_model(name).suffix == ".onnx"
     with pytest.raises(FileNotFoundError, match="neither a file nor a shipped model.*personcut"):
         resolve_model("no-such-model")
+
+
+def test_a_copied_onnx_without_its_json_keeps_size_and_padding(folder_data, tmp_path):
+    # A depth-5 model needs sides that are multiples of 32; without its JSON the Segmenter used
+    # to pad to 16 and crash on a 400x300 photo.
+    import shutil
+
+    from personcut.config import ModelConfig
+    from personcut.engine import fit
+    from personcut.export import export_checkpoint
+
+    from conftest import tiny_config
+
+    config = tiny_config(folder_data, tmp_path / "run", max_steps_per_epoch=1)
+    config.model = ModelConfig(width=2, depth=5)
+    config.data.eval_size = 96
+    fit(config)
+    export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "m.onnx", metadata={"name": "m"})
+    lone = tmp_path / "alone"
+    lone.mkdir()
+    shutil.copy(tmp_path / "m.onnx", lone / "copied.onnx")
+    seg = Segmenter(lone / "copied.onnx")
+    assert (seg.info.multiple, seg.info.working_size, seg.info.name) == (32, 96, "m")
+    photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    assert seg.predict_mask(photo).shape == (300, 400)
+
+
+def test_size_argument_is_honoured_for_torch_checkpoints(tiny_run):
+    assert Segmenter(tiny_run / "best.pt", working_size=64).info.working_size == 64
+    assert Segmenter(tiny_run / "best.safetensors", working_size=80).info.working_size == 80

@@ -97,6 +97,18 @@ def describe(model: UNet, config: Config, extra: dict[str, Any] | None = None) -
     }
 
 
+def embed_metadata(path: str | Path, values: dict[str, Any]) -> None:
+    """Write what the Segmenter needs into the ONNX file itself (custom metadata), so a model
+    copied without its JSON still runs at the right size and padding."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in values.items():
+        model.metadata_props.add(key=key, value=str(value))
+    atomic_write(path, lambda tmp: onnx.save(model, tmp))
+
+
 def export_checkpoint(
     checkpoint: str | Path, output: str | Path, fp16: bool = False,
     metadata: dict[str, Any] | None = None,
@@ -111,6 +123,7 @@ def export_checkpoint(
         raise RuntimeError(f"ONNX output differs from torch by {diff:.3g} (> {tolerance})")
     info = describe(model, config, {"onnx_parity_max_abs_diff": diff, "fp16": fp16,
                                     **(metadata or {})})
+    embed_metadata(output, {k: info[k] for k in ("working_size", "pad_multiple", "name")})
     atomic_write(output.with_suffix(".json"),
                  lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
     log.info("wrote %s (parity max |diff| %.2e)", output, diff)

@@ -41,7 +41,8 @@ slightly see-through. Symmetric about 0.5, so a mask thresholded at 0.5 is uncha
 
 @dataclass
 class ModelInfo:
-    """What weights/*.json says about a model."""
+    """What a model says about itself: the ONNX file's metadata (written at export, so a copied
+    .onnx alone still works), else the JSON beside it, else these defaults."""
 
     working_size: int = 320
     """Long side the network sees."""
@@ -51,11 +52,14 @@ class ModelInfo:
     extra: dict[str, Any] | None = None
 
     @classmethod
-    def for_model(cls, model: Path) -> ModelInfo:
+    def for_model(cls, model: Path, embedded: dict[str, str] | None = None) -> ModelInfo:
+        """``embedded``: the ONNX file's custom metadata (working_size, pad_multiple, name)."""
         meta = model.with_suffix(".json")
-        if not meta.is_file():
+        raw: dict[str, Any] = json.loads(meta.read_text()) if meta.is_file() else {}
+        raw.update({k: v for k, v in (embedded or {}).items()
+                    if k in ("working_size", "pad_multiple", "name")})
+        if not raw:
             return cls(name=model.stem)
-        raw = json.loads(meta.read_text())
         return cls(
             working_size=int(raw.get("working_size", 320)),
             multiple=int(raw.get("pad_multiple", 16)),
@@ -151,15 +155,14 @@ class Segmenter:
         self.alpha_levels = alpha_levels
         path = resolve_model(model)
         self.path = path
-        self.info = ModelInfo.for_model(path)
-        if working_size:
-            self.info.working_size = working_size
         if path.suffix == ".onnx":
             self._init_onnx(device)
         elif path.suffix in (".pt", ".safetensors"):
             self._init_torch(device)
         else:
             raise ValueError(f"{path}: unknown model type; use .onnx, .pt or .safetensors")
+        if working_size:  # the caller's choice beats the model's
+            self.info.working_size = working_size
         log.info("model %s on %s (%s)", path.name, self.runtime, self.device)
 
     def _init_onnx(self, device: str) -> None:
@@ -176,6 +179,8 @@ class Segmenter:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        embedded = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.for_model(self.path, embedded)
         self.runtime = "onnxruntime"
         self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
 
@@ -189,6 +194,7 @@ class Segmenter:
             raise RuntimeError("device cuda asked for, but torch sees no CUDA device")
         self.device = "cuda" if use_cuda else "cpu"
         self.torch_model, config = load_model(self.path, self.device)
+        self.info = ModelInfo.for_model(self.path)
         self.info.multiple = 2**config.model.depth
         if self.info.extra is None:
             self.info.working_size = config.data.eval_size
