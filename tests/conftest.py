@@ -66,3 +66,19 @@ def tiny_onnx(tiny_run) -> Path:
     path = tiny_run / "tiny.onnx"
     export_checkpoint(tiny_run / "best.pt", path)
     return path
+
+
+def png_bomb(path: Path, side: int = 50_000) -> Path:
+    """A few-hundred-byte PNG whose header declares side x side pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    body = zlib.compress(b"\0" * (side + 1) * 4)  # a few rows; the rest is missing
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+    return path

@@ -245,3 +245,16 @@ def test_scene_settings_are_checked():
         DataConfig(scene_p=0.3)
     with pytest.raises(ConfigError, match="sum to <= 1"):
         DataConfig(scene_p=0.8, negative_p=0.3, backgrounds="bg")
+
+
+def test_training_skips_a_bomb_with_a_warning(tmp_path, caplog):
+    from conftest import png_bomb
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    png_bomb(tmp_path / "images" / "bomb.png")
+    png_bomb(tmp_path / "masks" / "bomb.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "ok.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "ok.png")
+    ds = FolderDataset(tmp_path)
+    assert len(ds) == 1 and "bomb.png" in ds.skipped[0]

@@ -169,3 +169,23 @@ def test_a_copied_onnx_without_its_json_keeps_size_and_padding(folder_data, tmp_
 def test_size_argument_is_honoured_for_torch_checkpoints(tiny_run):
     assert Segmenter(tiny_run / "best.pt", working_size=64).info.working_size == 64
     assert Segmenter(tiny_run / "best.safetensors", working_size=80).info.working_size == 80
+
+
+def test_importing_personcut_keeps_pillows_bomb_guard():
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import personcut, "
+            "personcut.imaging, personcut.cli; assert Image.MAX_IMAGE_PIXELS == before, "
+            "Image.MAX_IMAGE_PIXELS; print('kept', before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "kept" in out.stdout, out.stderr
+
+
+def test_predict_refuses_a_bomb_before_decoding(seg, tmp_path):
+    from conftest import png_bomb
+
+    bomb = png_bomb(tmp_path / "bomb.png")
+    with pytest.raises(ImageError, match="bomb.png") as err:
+        seg.predict_mask(bomb)
+    assert err.value.kind == "too_large"

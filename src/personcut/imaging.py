@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Union
 
@@ -12,9 +13,6 @@ import numpy as np
 from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
-
-# Pillow's own decompression-bomb check is replaced, once, by the caller's limit in load_image.
-Image.MAX_IMAGE_PIXELS = None
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Refuse larger images unless raised: a 100 kB PNG can decode to gigabytes (decompression bomb)."""
@@ -61,7 +59,7 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
                 raise ImageError(f"{path}: empty file (0 bytes)")
             fp = path.open("rb")
         try:
-            image = Image.open(fp)
+            image = _open(fp, name, max_pixels)
             w, h = image.size
             if max_pixels and w * h > max_pixels:
                 raise ImageError(
@@ -84,6 +82,30 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     if icc and "icc_profile" not in upright.info:
         upright.info["icc_profile"] = icc
     return upright
+
+
+_GUARD = threading.Lock()
+
+
+def _open(fp, name: str, max_pixels: int | None) -> Image.Image:
+    """Image.open with Pillow's bomb guard left on for the process (it protects the host
+    application too). Only when the caller allows more pixels than the guard does is it lifted,
+    for this one open, under a lock."""
+    try:
+        return Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        guard = Image.MAX_IMAGE_PIXELS
+        if max_pixels and guard and max_pixels <= 2 * guard:
+            raise ImageError(
+                f"{name}: {exc}; raise --max-pixels if this is intended", "too_large"
+            ) from exc
+        with _GUARD:
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                fp.seek(0)
+                return Image.open(fp)
+            finally:
+                Image.MAX_IMAGE_PIXELS = guard
 
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:

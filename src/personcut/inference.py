@@ -228,9 +228,13 @@ class Segmenter:
             batch[i] = padded.transpose(2, 0, 1) / 255.0
         return batch
 
-    def predict_masks(self, images: list[ImageInput], refine: bool = True) -> list[np.ndarray]:
-        """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch."""
-        rgbs = [to_rgb(load_image(im, max_pixels=None)) for im in images]
+    def predict_masks(
+        self, images: list[ImageInput], refine: bool = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> list[np.ndarray]:
+        """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch.
+        Images over ``max_pixels`` are refused (ImageError) before they are decoded."""
+        rgbs = [to_rgb(load_image(im, max_pixels=max_pixels)) for im in images]
         return self.predict_rgb(rgbs, refine)
 
     def predict_rgb(self, rgbs: list[np.ndarray], refine: bool = True) -> list[np.ndarray]:

@@ -74,7 +74,7 @@ class FolderDataset(Dataset):
                         if im.size != mk.size:
                             problem = f"is {im.size[0]}x{im.size[1]} but its mask is " \
                                       f"{mk.size[0]}x{mk.size[1]}"
-                except (UnidentifiedImageError, OSError) as exc:
+                except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
                     problem = f"cannot be read ({exc})"
             if problem:
                 log.warning("skipping %s: %s", image_path, problem)
@@ -116,7 +116,7 @@ def _load_or_substitute(dataset, index: int):
         i = (index + attempt) % len(dataset)
         try:
             return dataset.load(i)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             name = dataset.items[i][0] if hasattr(dataset, "items") else i
             log.warning("skipping %s: cannot be decoded (%s)", name, exc)
     raise RuntimeError("no item of the dataset could be decoded")
