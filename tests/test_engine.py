@@ -166,3 +166,39 @@ def test_lite0_run_with_scenes_starts_from_imagenet_and_exports(folder_data, tmp
     a = Segmenter(tmp_path / "lite0.onnx").predict_mask(photo)
     b = Segmenter(tmp_path / "run" / "best.pt").predict_mask(photo)
     assert np.abs(a - b).max() < 1e-3
+
+
+def test_resume_repairs_best_files_and_metrics_left_behind_by_a_kill(folder_data, tmp_path):
+    # A kill between the epoch's writes (older versions wrote last.pt first) left best.* an epoch
+    # behind and metrics.csv a row short; resuming must make them agree with last.pt.
+    import shutil
+
+    from personcut.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    config = tiny_config(folder_data, out)
+    config.train.epochs = 2
+    fit(config, stop_after=1)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for name in ("best.pt", "best.safetensors", "metrics.csv"):
+        shutil.copy(out / name, stale / name)
+    fit(config, resume=out / "last.pt")
+    last = load_checkpoint(out / "last.pt")
+    scores = [row["val_person_iou"] for row in last["history"]]
+    best_epoch = scores.index(max(scores))
+    for name in ("best.pt", "best.safetensors", "metrics.csv"):
+        shutil.copy(stale / name, out / name)  # as the kill left them
+    fit(config, resume=out / "last.pt")  # nothing left to train: only the repair
+    assert load_checkpoint(out / "best.pt")["epoch"] == best_epoch
+    with open(out / "metrics.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]
+
+
+def test_a_second_run_in_one_process_logs_to_its_own_file(folder_data, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="personcut"):
+        fit(tiny_config(folder_data, tmp_path / "a"))
+        first = (tmp_path / "a" / "train.log").read_text()
+        fit(tiny_config(folder_data, tmp_path / "b"))
+    assert (tmp_path / "a" / "train.log").read_text() == first
+    assert "epoch 0" in (tmp_path / "b" / "train.log").read_text()

@@ -313,19 +313,56 @@ def fit(
     continues exactly. ``stop_after`` ends this invocation after that many epochs (the schedule
     still spans ``train.epochs``), for training in slices on a CPU.
     """
-    from personcut import plots
-
     t = config.train
     runtime = setup_runtime(t.device)
     out = Path(t.out_dir)
     if not runtime.is_main:
         logging.getLogger("personcut").setLevel(logging.WARNING)  # one voice: rank 0's
-    if runtime.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
-        handler = logging.FileHandler(out / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("personcut").addHandler(handler)
+        return _fit(config, runtime, out, resume, stop_after)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("personcut")
+    logger.addHandler(handler)
+    try:
+        return _fit(config, runtime, out, resume, stop_after)
+    finally:
+        # Removed even on errors, so a second run in this process logs to its own file only.
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _score(row: dict[str, Any]) -> float:
+    """What picks the best epoch: validation person IoU, or minus the training loss."""
+    return row.get("val_person_iou", -row["train_loss"])
+
+
+def _repair_outputs(out: Path, ckpt: dict[str, Any], model: nn.Module, config: Config) -> None:
+    """Make metrics.csv and best.* agree with last.pt. Runs written before the epoch's files were
+    ordered (last.pt is now written last) could be killed between them, leaving best.* an epoch
+    behind and metrics.csv a row short; a resumed run repairs that instead of trusting it."""
+    history = ckpt["history"]
+    write_metrics(history, out / "metrics.csv")
+    scores = [_score(row) for row in history]
+    best_epoch = history[scores.index(max(scores))]["epoch"]  # first of ties, as in training
+    if best_epoch != ckpt["epoch"]:
+        return  # the best weights are an older epoch's: best.pt was written then, before last.pt
+    best_path = out / "best.pt"
+    held = load_checkpoint(best_path)["epoch"] if best_path.is_file() else None
+    if held != best_epoch:
+        log.warning("best.pt held epoch %s but epoch %d is the best: rewriting best.*",
+                    held, best_epoch)
+        save_checkpoint(best_path, ckpt)
+        save_safetensors(model, out / "best.safetensors", config)
+
+
+def _fit(
+    config: Config, runtime: Runtime, out: Path, resume: str | Path | None, stop_after: int | None
+) -> list[dict[str, Any]]:
+    from personcut import plots
+
+    t = config.train
     torch.manual_seed(t.seed)
 
     model = UNet.from_config(config.model)
@@ -381,6 +418,7 @@ def fit(
         set_rng_state(ckpt["rng"])
         if runtime.is_main:
             log.info("resumed from %s at epoch %d", resume, start_epoch)
+            _repair_outputs(out, ckpt, model, config)
 
     train_model: nn.Module = model
     if runtime.distributed:
@@ -423,7 +461,7 @@ def fit(
             for g, m in by_source.items():
                 row[f"val_{g}_person_iou"] = m["person_iou"]
         history.append(row)
-        score = row.get("val_person_iou", -row["train_loss"])
+        score = _score(row)
         is_best = score > best
         best = max(best, score)
         if runtime.is_main:
@@ -438,11 +476,13 @@ def fit(
                 "rng": rng_state(),
                 "best": best,
             }
-            save_checkpoint(out / "last.pt", ckpt)
+            # last.pt is written last: once it says an epoch is done, that epoch's best.* and
+            # metrics row are on disk too, whenever the process is killed.
             if is_best:
                 save_checkpoint(out / "best.pt", ckpt)
                 save_safetensors(unwrap(model), out / "best.safetensors", config)
             write_metrics(history, out / "metrics.csv")
+            save_checkpoint(out / "last.pt", ckpt)
             plots.training_curves(history, out / "curves.png")
             if examples:
                 plots.prediction_sheet(examples, out / "val_predictions.png")
