@@ -258,3 +258,22 @@ def test_training_skips_a_bomb_with_a_warning(tmp_path, caplog):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "ok.png")
     ds = FolderDataset(tmp_path)
     assert len(ds) == 1 and "bomb.png" in ds.skipped[0]
+
+
+def test_colour_masks_are_read_and_counted(tmp_path, caplog):
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    red = np.zeros((6, 8, 3), np.uint8)
+    red[1:4, 2:6] = (255, 0, 0)  # person in red on black: luma 76, read as gray it vanished
+    cutout = np.zeros((6, 8, 4), np.uint8)
+    cutout[..., :3] = 200
+    cutout[2:5, 1:3, 3] = 255  # a cutout used as a mask: alpha is the person
+    for stem, mask in (("red", red), ("cut", cutout)):
+        Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "images" / f"{stem}.png")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{stem}.png")
+    with caplog.at_level("WARNING"):
+        ds = FolderDataset(tmp_path)
+    assert len(ds.colour_masks) == 2 and "2 masks are not grayscale" in caplog.text
+    by_stem = {ds.items[i][0].stem: ds[i][1] for i in range(len(ds))}
+    np.testing.assert_array_equal(by_stem["red"], (red[..., 0] > 0).astype(np.uint8))
+    np.testing.assert_array_equal(by_stem["cut"], (cutout[..., 3] > 0).astype(np.uint8))

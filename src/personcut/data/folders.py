@@ -35,10 +35,23 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     return files
 
 
+GRAY_MODES = ("1", "L", "I", "I;16", "F")
+
+
 def load_mask(path: Path) -> np.ndarray:
-    """A mask file as uint8 {0, 1}: values at or above 128 are person."""
+    """A mask file as uint8 {0, 1}: values at or above 128 are person.
+
+    Gray masks are read as they are. A mask with transparency is read from its alpha (a cutout
+    used as a mask). A mask coded in colour (person red on black, a palette) has person wherever
+    any channel is at or above 128: read as gray, pure red (luma 76) would be background.
+    """
     with Image.open(path) as im:
-        return (np.asarray(im.convert("L")) >= 128).astype(np.uint8)
+        if im.mode in GRAY_MODES:
+            return (np.asarray(im.convert("L")) >= 128).astype(np.uint8)
+        rgba = np.asarray(im.convert("RGBA"))
+    if rgba[..., 3].min() < 255:
+        return (rgba[..., 3] >= 128).astype(np.uint8)
+    return (rgba[..., :3].max(axis=2) >= 128).astype(np.uint8)
 
 
 class FolderDataset(Dataset):
@@ -60,6 +73,7 @@ class FolderDataset(Dataset):
         self.transform = transform
         self.skipped: list[str] = []
         masks = _by_stem(mask_dir)
+        self.colour_masks: list[str] = []
         ignore_dir = self.root / "ignore"
         self.ignore = _by_stem(ignore_dir) if ignore_dir.is_dir() else {}
         self.items: list[tuple[Path, Path, str]] = []
@@ -74,6 +88,8 @@ class FolderDataset(Dataset):
                         if im.size != mk.size:
                             problem = f"is {im.size[0]}x{im.size[1]} but its mask is " \
                                       f"{mk.size[0]}x{mk.size[1]}"
+                        elif mk.mode not in GRAY_MODES:
+                            self.colour_masks.append(str(mask_path))
                 except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
                     problem = f"cannot be read ({exc})"
             if problem:
@@ -83,6 +99,12 @@ class FolderDataset(Dataset):
             self.items.append((image_path, mask_path, group_of(stem, self.root.name)))
         if not self.items:
             raise ValueError(f"{self.root}: no usable image/mask pairs found")
+        if self.colour_masks:
+            log.warning(
+                "%s: %d masks are not grayscale (first: %s); person is read from their alpha, "
+                "or else wherever any colour channel is >= 128", self.root,
+                len(self.colour_masks), self.colour_masks[0],
+            )
 
     def __len__(self) -> int:
         return len(self.items)
