@@ -142,3 +142,16 @@ def test_full_queue_gives_503_with_retry_after_and_timeouts_504(seg):
     gate.set()
     time.sleep(0.3)  # the abandoned work finishes and frees its slots
     assert client.post("/api/remove", content=png_bytes()).status_code == 200
+
+
+@pytest.mark.parametrize("field, value", [
+    ("blur", "inf"), ("blur", "nan"), ("blur", "2000"), ("blur", "-1"),
+    ("threshold", "5"), ("threshold", "nan"), ("threshold", "-0.5"),
+])
+def test_form_options_are_checked_like_query_options(client, field, value):
+    r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")},
+                    data={field: value})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "invalid_option" and field in r.json()["detail"]
+    q = client.post("/api/remove", params={field: value}, content=png_bytes())
+    assert q.status_code == 422 and q.json()["error"] == "invalid_option"

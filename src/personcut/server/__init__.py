@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from personcut.inference import Segmenter, cut
 
 STATIC = Path(__file__).parent / "static"
 MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+MAX_BLUR = 200.0
 
 
 @dataclass
@@ -138,7 +140,8 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         request: Request,
         mask: bool = Query(False, description="return the 8-bit mask"),
         bg: str | None = Query(None, description="background colour (name or #hex)"),
-        blur: float = Query(0.0, ge=0, le=200, description="blur the background by this radius"),
+        blur: float = Query(0.0, ge=0, le=MAX_BLUR,
+                            description="blur the background by this radius"),
         crop: bool = Query(False, description="trim to the people plus a margin"),
         threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
         format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
@@ -158,6 +161,12 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
                 parse_color(bg)
         except ValueError as exc:
             raise ApiError(422, "invalid_option", str(exc)) from exc
+        # Query values are range-checked by FastAPI; form values arrive as text, so both are
+        # checked again here, after merging, by the same rules.
+        if not (math.isfinite(blur) and 0 <= blur <= MAX_BLUR):
+            raise ApiError(422, "invalid_option", f"blur must be between 0 and {MAX_BLUR:g}")
+        if threshold is not None and not (math.isfinite(threshold) and 0 <= threshold <= 1):
+            raise ApiError(422, "invalid_option", "threshold must be between 0 and 1")
         if fmt not in MEDIA_TYPES:
             raise ApiError(422, "invalid_option", "format must be png, webp or jpeg")
         if fmt == "jpeg" and not (bg or blur or mask):
