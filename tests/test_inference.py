@@ -146,11 +146,11 @@ def test_a_copied_onnx_without_its_json_keeps_size_and_padding(folder_data, tmp_
     # to pad to 16 and crash on a 400x300 photo.
     import shutil
 
+    from conftest import tiny_config
+
     from personcut.config import ModelConfig
     from personcut.engine import fit
     from personcut.export import export_checkpoint
-
-    from conftest import tiny_config
 
     config = tiny_config(folder_data, tmp_path / "run", max_steps_per_epoch=1)
     config.model = ModelConfig(width=2, depth=5)
@@ -189,3 +189,29 @@ def test_predict_refuses_a_bomb_before_decoding(seg, tmp_path):
     with pytest.raises(ImageError, match="bomb.png") as err:
         seg.predict_mask(bomb)
     assert err.value.kind == "too_large"
+
+
+def test_cutout_options_are_checked_once_for_every_entry_point():
+    from personcut.cutout import CutoutOptions, OptionError
+
+    assert CutoutOptions(format="jpg", bg="white").format == "JPEG"
+    for bad, match in [(dict(blur=float("inf")), "blur"), (dict(blur=2000), "blur"),
+                       (dict(threshold=5), "threshold"), (dict(bg="nocolour"), "bg"),
+                       (dict(format="gif"), "format"), (dict(format="jpeg"), "JPEG")]:
+        with pytest.raises(OptionError, match=match):
+            CutoutOptions(**bad)
+
+
+def test_cutout_many_keeps_order_and_goes_on_after_a_bad_photo(seg, photo, tmp_path):
+    from personcut.cutout import CutoutOptions, cutout_many
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    images = [photo, bad, photo, photo]
+    options = [CutoutOptions(), CutoutOptions(), CutoutOptions(mask=True, format="jpeg"),
+               CutoutOptions(format="webp")]
+    results = list(cutout_many(seg, images, options, batch_size=2))
+    assert [i for i, _ in results] == [0, 1, 2, 3]
+    assert isinstance(results[1][1], ImageError)
+    assert results[0][1][:4] == b"\x89PNG" and results[2][1][:2] == b"\xff\xd8"
+    assert results[3][1][8:12] == b"WEBP"

@@ -184,99 +184,64 @@ def _check_target(job: Job, inputs: set[Path], taken: set[Path], overwrite: bool
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
     from tqdm import tqdm
 
-    from personcut.imaging import encode, load_image, to_rgb, write_atomic
-    from personcut.inference import Segmenter, cut
+    from personcut.cutout import CutoutOptions, OptionError, cutout_many
+    from personcut.imaging import load_image, write_atomic
+    from personcut.inference import Segmenter
 
     if args.output == "-":
         args.output = None
+    try:  # a bad option fails before any work, with the message every entry point gives
+        options = CutoutOptions(mask=args.mask, bg=args.bg, bg_image=args.bg_image,
+                                blur=args.blur, crop=args.crop, threshold=args.threshold)
+        if args.bg_image:
+            load_image(args.bg_image)
+    except (OptionError, ValueError) as exc:
+        print(f"personcut remove: {exc}", file=sys.stderr)
+        return 2
     jobs, failures = _plan(args)
     if not jobs:
         for f in failures:
             print(f"personcut remove: {f}", file=sys.stderr)
         return 1
-    segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
-    stdin_data = sys.stdin.buffer.read() if any(j.source is None for j in jobs) else None
     inputs = {j.source.resolve() for j in jobs if j.source is not None}
     taken: set[Path] = set()
-    options = dict(mask=args.mask, bg=args.bg, bg_image=args.bg_image, blur=args.blur,
-                   crop=args.crop, threshold=args.threshold)
-    if args.bg:
-        from personcut.imaging import parse_color
-
-        parse_color(args.bg)  # a bad colour fails before any work
-    if args.bg_image:
-        load_image(args.bg_image)
-
-    opaque = bool(args.bg or args.bg_image or args.blur or args.mask)
-    runnable = []
+    runnable, job_options = [], []
     for job in jobs:  # output checks up front, in order, before any work
         try:
             _check_target(job, inputs, taken, args.overwrite)
-            if _output_format(job.output, args.format) == "JPEG" and not opaque:
-                raise ValueError(f"{job.name}: JPEG cannot hold transparency; add --bg COLOR, "
-                                 "--bg-image or --blur, or write PNG/WebP")
+            job_options.append(options.with_format(_output_format(job.output, args.format)))
             runnable.append(job)
         except ValueError as exc:
-            failures.append(str(exc))
+            failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
     jobs = runnable
-
-    def decode(job: Job):
-        image = load_image(stdin_data if job.source is None else job.source, args.max_pixels)
-        return image, to_rgb(image), _output_format(job.output, args.format)
-
-    def finish(job: Job, image, alpha, fmt: str) -> None:
-        result = cut(image, alpha, **options)
-        data = encode(result, fmt, image.info.get("icc_profile"))
-        if job.output is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(job.output, data)
+    segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
+    stdin_data = sys.stdin.buffer.read() if any(j.source is None for j in jobs) else None
+    sources = [stdin_data if j.source is None else j.source for j in jobs]
 
     ok = 0
-    # Decoding and encoding run in threads beside inference (Pillow and ONNX Runtime release
-    # the GIL), a bounded window ahead so memory stays flat over big folders.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [(job, pool.submit(decode, job)) for job in jobs[: args.batch_size + 2]]
-        queued = len(pending)
-        writes = []
-        bar = tqdm(total=len(jobs), desc="remove", unit="img", disable=len(jobs) < 2 or args.quiet)
-        while pending:
-            batch = []
-            while pending and len(batch) < args.batch_size:
-                job, future = pending.pop(0)
-                if queued < len(jobs):
-                    pending.append((jobs[queued], pool.submit(decode, jobs[queued])))
-                    queued += 1
-                try:
-                    batch.append((job, *future.result()))
-                except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
-                    failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
-                    bar.update()
-            if not batch:
-                continue
-            try:
-                alphas = segmenter.predict_rgb([b[2] for b in batch])
-            except Exception as exc:  # noqa: BLE001
-                failures.extend(f"{b[0].name}: inference failed ({exc})" for b in batch)
-                bar.update(len(batch))
-                continue
-            for (job, image, _rgb, fmt), alpha in zip(batch, alphas):
-                writes.append((job, pool.submit(finish, job, image, alpha, fmt)))
-            for job, future in writes:
-                try:
-                    future.result()
-                    ok += 1
-                except Exception as exc:  # noqa: BLE001
-                    failures.append(f"{job.name}: cannot write {job.output} ({exc})")
-                bar.update()
-            writes = []
-        bar.close()
+    bar = tqdm(total=len(jobs), desc="remove", unit="img", disable=len(jobs) < 2 or args.quiet)
+    results = cutout_many(segmenter, sources, job_options, max_pixels=args.max_pixels,
+                          batch_size=args.batch_size)
+    for i, result in results:
+        job = jobs[i]
+        bar.update()
+        if isinstance(result, Exception):
+            text = str(result)
+            failures.append(text if job.name in text else f"{job.name}: {text}")
+            continue
+        try:
+            if job.output is None:
+                sys.stdout.buffer.write(result)
+                sys.stdout.buffer.flush()
+            else:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(job.output, result)
+            ok += 1
+        except OSError as exc:
+            failures.append(f"{job.name}: cannot write {job.output} ({exc})")
+    bar.close()
     for f in failures:
         print(f"personcut remove: {f}", file=sys.stderr)
     if failures:

@@ -144,7 +144,7 @@ def parse_color(text: str) -> tuple[int, int, int]:
     try:
         return ImageColor.getrgb(text)[:3]
     except ValueError as exc:
-        raise ValueError(f"--bg {text!r} is not a colour name or #rrggbb") from exc
+        raise ValueError(f"bg {text!r} is not a colour name or #rrggbb") from exc
 
 
 def compose(
@@ -201,10 +201,7 @@ def encode(image: Image.Image, fmt: str, icc: bytes | None = None) -> bytes:
     """Image bytes in PNG, WEBP or JPEG. JPEG has no alpha: refuse rather than drop it."""
     fmt = fmt.upper()
     if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
-        raise ValueError(
-            "JPEG cannot hold transparency; add --bg COLOR, --bg-image or --blur, "
-            "or write PNG/WebP"
-        )
+        raise ValueError("JPEG cannot hold transparency; compose over a background first")
     options: dict = {"icc_profile": icc} if icc and image.mode != "L" else {}
     if fmt == "PNG":
         options["compress_level"] = 1  # ~5x faster than the default 6, files ~20% larger

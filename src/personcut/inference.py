@@ -18,14 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from personcut.imaging import (
-    DEFAULT_MAX_PIXELS,
-    ImageInput,
-    compose,
-    crop_box,
-    load_image,
-    to_rgb,
-)
+from personcut.imaging import DEFAULT_MAX_PIXELS, ImageInput, load_image, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -270,32 +263,6 @@ def default_segmenter() -> Segmenter:
     return _DEFAULT
 
 
-def cut(
-    image: Image.Image,
-    alpha: np.ndarray,
-    *,
-    mask: bool = False,
-    bg: str | None = None,
-    bg_image: ImageInput | None = None,
-    blur: float = 0.0,
-    crop: bool = False,
-    threshold: float | None = None,
-) -> Image.Image:
-    """Compose the output for a decoded upright image and its alpha (see :func:`remove`)."""
-    if threshold is not None:
-        alpha = (alpha >= threshold).astype(np.float32)
-    rgb = to_rgb(image)
-    if crop:
-        box = crop_box(alpha)
-        if box is not None:
-            left, top, right, bottom = box
-            rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
-    out = compose(rgb, alpha, mask_only=mask, bg=bg, bg_image=bg_image, blur=blur)
-    if "icc_profile" in image.info and out.mode != "L":
-        out.info["icc_profile"] = image.info["icc_profile"]
-    return out
-
-
 def remove(
     image: ImageInput,
     *,
@@ -325,8 +292,8 @@ def remove(
         An RGBA cutout by default; "L" with ``mask``; RGB with a background. Same size and
         orientation as a viewer shows the input.
     """
-    seg = segmenter or default_segmenter()
-    decoded = load_image(image, max_pixels)
-    alpha = seg.predict_rgb([to_rgb(decoded)])[0]
-    return cut(decoded, alpha, mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop,
-               threshold=threshold)
+    from personcut.cutout import CutoutOptions, cutout_image
+
+    options = CutoutOptions(mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop,
+                            threshold=threshold)
+    return cutout_image(segmenter or default_segmenter(), image, options, max_pixels)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +22,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from personcut import __version__
-from personcut.imaging import ImageError, encode, load_image, parse_color, to_rgb
-from personcut.inference import Segmenter, cut
+from personcut.cutout import MAX_BLUR, CutoutOptions, cutout
+from personcut.imaging import ImageError
+from personcut.inference import Segmenter
 
 STATIC = Path(__file__).parent / "static"
-MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
-MAX_BLUR = 200.0
+MEDIA_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
 
 
 @dataclass
@@ -119,12 +118,6 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             raise ApiError(400, "empty", "no image in the request")
         return body, form
 
-    def work(body: bytes, options: dict, fmt: str) -> bytes:
-        image = load_image(body, settings.max_pixels)
-        alpha = seg.predict_rgb([to_rgb(image)])[0]
-        result = cut(image, alpha, **options)
-        return encode(result, fmt, image.info.get("icc_profile"))
-
     @app.post(
         "/api/remove",
         summary="Remove the background",
@@ -149,29 +142,19 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         nonlocal admitted
         check_key(request)
         body, form = await read_upload(request)
-        # Form fields (from the web page) override the query string.
+        # Form fields (from the web page) override the query string. Form values arrive as
+        # text, unchecked by FastAPI: CutoutOptions checks the merged values by one set of rules.
         try:
-            mask = _flag(form.get("mask"), mask)
-            crop = _flag(form.get("crop"), crop)
-            bg = form.get("bg") or bg
-            blur = float(form.get("blur") or blur)
-            threshold = float(form["threshold"]) if form.get("threshold") else threshold
-            fmt = (form.get("format") or format).lower().replace("jpg", "jpeg")
-            if bg:
-                parse_color(bg)
+            options = CutoutOptions(
+                mask=_flag(form.get("mask"), mask),
+                crop=_flag(form.get("crop"), crop),
+                bg=form.get("bg") or bg,
+                blur=_number(form, "blur", blur),
+                threshold=_number(form, "threshold", threshold),
+                format=form.get("format") or format,
+            )
         except ValueError as exc:
             raise ApiError(422, "invalid_option", str(exc)) from exc
-        # Query values are range-checked by FastAPI; form values arrive as text, so both are
-        # checked again here, after merging, by the same rules.
-        if not (math.isfinite(blur) and 0 <= blur <= MAX_BLUR):
-            raise ApiError(422, "invalid_option", f"blur must be between 0 and {MAX_BLUR:g}")
-        if threshold is not None and not (math.isfinite(threshold) and 0 <= threshold <= 1):
-            raise ApiError(422, "invalid_option", "threshold must be between 0 and 1")
-        if fmt not in MEDIA_TYPES:
-            raise ApiError(422, "invalid_option", "format must be png, webp or jpeg")
-        if fmt == "jpeg" and not (bg or blur or mask):
-            raise ApiError(422, "invalid_option",
-                           "JPEG cannot hold transparency; add bg or blur, or ask for png/webp")
         with lock:
             if admitted >= settings.workers + settings.queue_size:
                 raise ApiError(503, "busy", "too many requests in progress; retry shortly",
@@ -183,8 +166,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             with lock:
                 admitted -= 1
 
-        options = dict(mask=mask, bg=bg, blur=blur, crop=crop, threshold=threshold)
-        future = pool.submit(work, body, options, fmt)
+        future = pool.submit(cutout, seg, body, options, settings.max_pixels)
         future.add_done_callback(release)  # the slot frees when the work ends, not on timeout
         try:
             data = await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
@@ -193,7 +175,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         except ImageError as exc:
             message = str(exc).replace("<bytes>: ", "")
             raise ApiError(IMAGE_ERROR_STATUS.get(exc.kind, 400), exc.kind, message) from exc
-        return Response(data, media_type=MEDIA_TYPES[fmt])
+        return Response(data, media_type=MEDIA_TYPES[options.format])
 
     @app.get("/api/health", summary="Liveness")
     async def health() -> dict:
@@ -229,3 +211,12 @@ def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.lower() in ("1", "true", "yes", "on")
+
+
+def _number(form: dict[str, str], key: str, default: float | None) -> float | None:
+    if not form.get(key):
+        return default
+    try:
+        return float(form[key])
+    except ValueError:
+        raise ValueError(f"{key} must be a number, got {form[key]!r}") from None
