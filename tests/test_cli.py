@@ -117,3 +117,59 @@ def test_train_and_evaluate_commands(folder_data, tmp_path, capsys):
     assert {"person_iou", "miou", "bce", "by_source"} <= result.keys()
     assert result["images"] == 12 and (tmp_path / "sheet.png").is_file()
     assert main(["train", "--set", "train.epoch=1"]) == 2
+
+
+def test_a_failed_run_creates_no_output_folder(tmp_path, tiny_onnx):
+    target = tmp_path / "res" / "out.png"
+    assert run([tmp_path / "missing.jpg", "-o", target], tiny_onnx) == 1
+    assert not target.exists() and not (tmp_path / "res").exists()
+
+
+def test_output_with_a_trailing_slash_is_a_folder(photos, tiny_onnx, tmp_path):
+    out = tmp_path / "cutouts"
+    assert run([photos / "a.jpg", "-o", f"{out}/"], tiny_onnx) == 0
+    assert out.is_dir() and (out / "a.png").is_file()
+
+
+def test_several_inputs_into_a_file_name_are_refused(photos, tiny_onnx, tmp_path, capsys):
+    assert run([photos, "-o", tmp_path / "one.png"], tiny_onnx) == 1
+    assert "names a file" in capsys.readouterr().err and not (tmp_path / "one.png").exists()
+
+
+def test_stdin_in_a_batch_goes_into_the_folder(photos, tiny_onnx, tmp_path):
+    out = tmp_path / "out"
+    code = subprocess.run(
+        [sys.executable, "-m", "personcut", "remove", "--model", str(tiny_onnx), "-q", "-",
+         str(photos / "b.png"), "-o", str(out)],
+        stdin=open(photos / "a.jpg", "rb"), capture_output=True,
+    ).returncode
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["b.png", "stdin.png"]
+
+
+def test_closed_stdin_is_a_clear_error(tiny_onnx):
+    r = subprocess.run(
+        f'"{sys.executable}" -m personcut remove --model "{tiny_onnx}" - <&-',
+        shell=True, capture_output=True, text=True,
+    )
+    assert r.returncode == 1 and "standard input is closed" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_avif_files_are_found_in_folders(tmp_path, tiny_onnx):
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(folder / "x.avif")
+    assert run([folder, "-o", tmp_path / "out"], tiny_onnx) == 0
+    assert (tmp_path / "out" / "x.png").is_file()
+
+
+def test_leftovers_of_a_killed_write_are_removed(photos, tiny_onnx, tmp_path):
+    out = tmp_path / "out.png"
+    stale = tmp_path / ".out.png.abc123.part"
+    stale.write_bytes(b"half")
+    assert run([photos / "a.jpg", "-o", out], tiny_onnx) == 0
+    assert out.is_file() and not stale.exists()

@@ -155,3 +155,9 @@ def test_form_options_are_checked_like_query_options(client, field, value):
     assert r.json()["error"] == "invalid_option" and field in r.json()["detail"]
     q = client.post("/api/remove", params={field: value}, content=png_bytes())
     assert q.status_code == 422 and q.json()["error"] == "invalid_option"
+
+
+def test_too_large_tells_remote_clients_the_limit_not_a_cli_flag(client):
+    r = client.post("/api/remove", content=png_bytes((300, 300)))
+    assert r.status_code == 413
+    assert "--" not in r.json()["detail"] and "megapixels" in r.json()["detail"]

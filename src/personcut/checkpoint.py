@@ -7,6 +7,7 @@ rebuilt from the file alone. Weights for shipping go out as safetensors (and ONN
 
 from __future__ import annotations
 
+import glob
 import os
 import random
 import tempfile
@@ -24,6 +25,8 @@ def atomic_write(path: str | Path, write) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a kill
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,15 +151,24 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
             errors.append(f"{path}: no such file or folder")
     single = len(args.inputs) == 1 and len(sources) == 1 and sources[0][1] is None
     out = Path(args.output) if args.output else None
-    if out is not None and not single:
+    # "-o cutouts/" names a folder even before it exists.
+    out_is_folder = bool(args.output) and args.output.endswith(("/", os.sep))
+    if out is not None and not sources:
+        return [], errors  # nothing to do: create no folder
+    if out is not None and (not single or out_is_folder):
         if out.exists() and not out.is_dir():
             errors.append(f"{out}: -o must name a folder when there are several inputs")
+            return [], errors
+        if not out_is_folder and out.suffix.lower() in FORMATS and not out.exists():
+            errors.append(f"{out}: -o names a file, but there are several inputs; "
+                          "give a folder")
             return [], errors
         out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for src, folder in sources:
         if src is None:
-            target = out  # None: stdout
+            # stdout when alone; in a batch with -o FOLDER, a file in that folder
+            target = out / f"stdin{ext}" if out is not None and out.is_dir() else out
         elif out is None:
             target = src.with_name(src.stem + ".cutout" + ext)
         elif single:
@@ -217,7 +227,12 @@ def _remove(args: argparse.Namespace) -> int:
             failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
     jobs = runnable
     segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
-    stdin_data = sys.stdin.buffer.read() if any(j.source is None for j in jobs) else None
+    stdin_data = None
+    if any(j.source is None for j in jobs):
+        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
+            print("personcut remove: <stdin>: standard input is closed", file=sys.stderr)
+            return 1
+        stdin_data = sys.stdin.buffer.read()
     sources = [stdin_data if j.source is None else j.source for j in jobs]
 
     ok = 0
@@ -250,7 +265,7 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
-INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
 
 
 def _add_remove(sub) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import tempfile
@@ -222,6 +223,7 @@ def encode(image: Image.Image, fmt: str, icc: bytes | None = None) -> bytes:
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temp file beside ``path`` and rename: never a half-written output."""
     path = Path(path)
+    _remove_leftovers(path, ".part")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -231,3 +233,10 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_leftovers(path: Path, suffix: str) -> None:
+    """Delete temporary files that a killed earlier write of ``path`` left beside it (their
+    names are ``.NAME.<random><suffix>``); nothing else matches that pattern."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+        stale.unlink(missing_ok=True)

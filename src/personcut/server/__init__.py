@@ -174,6 +174,9 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             raise ApiError(504, "timeout", f"over the {settings.timeout_s:g} s limit") from exc
         except ImageError as exc:
             message = str(exc).replace("<bytes>: ", "")
+            if exc.kind == "too_large":  # the library's text names a CLI flag: not for clients
+                message = (f"the image is over this service's limit of "
+                           f"{settings.max_pixels / 1e6:g} megapixels")
             raise ApiError(IMAGE_ERROR_STATUS.get(exc.kind, 400), exc.kind, message) from exc
         return Response(data, media_type=MEDIA_TYPES[options.format])
 
