@@ -165,3 +165,33 @@ def test_too_large_tells_remote_clients_the_limit_not_a_cli_flag(client):
     r = client.post("/api/remove", content=buf.getvalue())
     assert r.status_code == 413
     assert "--" not in r.json()["detail"] and "megapixels" in r.json()["detail"]
+
+
+def test_chunked_multipart_upload_stops_at_the_limit(client, monkeypatch):
+    # No Content-Length: bytes must be counted as they arrive, not spooled whole first.
+    import tempfile
+
+    boundary = "xyz"
+
+    def body():
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
+        yield head
+        for _ in range(200):  # 200 x 64 kB = 12.8 MB against a 200 kB limit
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    import starlette.formparsers
+
+    spooled = []
+    real = tempfile.SpooledTemporaryFile
+
+    def spy(*args, **kwargs):
+        spooled.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", spy)
+    r = client.post("/api/remove", content=body(),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+    assert not spooled  # (the test client sends the whole body; a real server stops early)

@@ -28,6 +28,8 @@ from personcut.inference import Segmenter
 
 STATIC = Path(__file__).parent / "static"
 MEDIA_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for multipart boundaries, headers and form fields beside the file itself."""
 
 
 @dataclass
@@ -99,19 +101,26 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
         ctype = request.headers.get("content-type", "")
         form: dict[str, str] = {}
-        if ctype.startswith("multipart/form-data"):
-            data = await request.form()
+        # Bytes are counted as they arrive, whatever the headers say (a chunked upload has no
+        # Content-Length): past the limit the request stops at once, nothing spooled to disk.
+        multipart = ctype.startswith("multipart/form-data")
+        limit = settings.max_upload_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+        received = bytearray()
+        async for chunk in request.stream():
+            received += chunk
+            if len(received) > limit:
+                raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
+        body = bytes(received)
+        if multipart:
+            async def replay() -> dict:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            data = await Request(request.scope, replay).form()
             upload = data.get("file")
             if upload is None or isinstance(upload, str):
                 raise ApiError(400, "no_file", "send the image as the multipart field 'file'")
             body = await upload.read(settings.max_upload_bytes + 1)
             form = {k: v for k, v in data.items() if isinstance(v, str)}
-        else:
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > settings.max_upload_bytes:
-                    break
         if len(body) > settings.max_upload_bytes:
             raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
         if not body:
