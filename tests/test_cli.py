@@ -173,3 +173,16 @@ def test_leftovers_of_a_killed_write_are_removed(photos, tiny_onnx, tmp_path):
     stale.write_bytes(b"half")
     assert run([photos / "a.jpg", "-o", out], tiny_onnx) == 0
     assert out.is_file() and not stale.exists()
+
+
+def test_evaluate_scores_onnx_and_shipped_models_through_the_segmenter(
+    folder_data, tiny_onnx, capsys
+):
+    import json
+
+    assert main(["evaluate", "--model", str(tiny_onnx), "--data", str(folder_data)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scored_through"].startswith("Segmenter") and result["images"] == 12
+    assert 0 <= result["person_iou"] <= 1 and set(result["by_source"]) == {"alpha", "beta"}
+    assert main(["evaluate", "--model", "personcut", "--data", str(folder_data)]) == 0
+    assert json.loads(capsys.readouterr().out)["scored_through"].startswith("Segmenter")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -244,6 +245,29 @@ def evaluate(
         result["by_source"] = {g: m.compute() for g, m in per_group.items()}
     if examples:
         result["examples"] = examples
+    return result
+
+
+def evaluate_segmenter(
+    segmenter, dataset: Dataset, groups: list[str] | None = None, show_progress: bool = True
+) -> dict[str, Any]:
+    """Metrics of a :class:`~personcut.inference.Segmenter` (any runtime, the shipped ONNX file
+    included) through the path ``personcut remove`` runs: resize, network, guided upsampling to
+    full size. ``dataset`` yields untransformed (image, mask, group) items. Same keys as
+    :func:`evaluate`."""
+    overall = SegmentationMeter("cpu")
+    per_group = {g: SegmentationMeter("cpu") for g in (groups or [])}
+    for i in tqdm(range(len(dataset)), desc="evaluate", disable=not show_progress, leave=False):
+        image, mask, group = dataset[i]
+        prob = torch.from_numpy(segmenter.predict_rgb([image])[0])
+        logits = torch.logit(prob.clamp(1e-6, 1 - 1e-6))[None]
+        target = torch.from_numpy(np.ascontiguousarray(mask))[None]
+        overall.update(logits, target)
+        if group in per_group:
+            per_group[group].update(logits, target)
+    result: dict[str, Any] = {**overall.compute(), "images": len(dataset)}
+    if len(per_group) > 1:
+        result["by_source"] = {g: m.compute() for g, m in per_group.items()}
     return result
 
 
