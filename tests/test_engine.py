@@ -202,3 +202,23 @@ def test_a_second_run_in_one_process_logs_to_its_own_file(folder_data, tmp_path,
         fit(tiny_config(folder_data, tmp_path / "b"))
     assert (tmp_path / "a" / "train.log").read_text() == first
     assert "epoch 0" in (tmp_path / "b" / "train.log").read_text()
+
+
+def test_images_that_fail_to_decode_in_training_are_counted(tmp_path, caplog):
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        path = tmp_path / "data" / "images" / f"x-{i}.jpg"
+        image.save(path, quality=95)
+        if i % 2:  # the header reads, the pixels do not: found only when training decodes it
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+        mask = Image.fromarray(np.zeros((32, 32), np.uint8))
+        mask.save(tmp_path / "data" / "masks" / f"x-{i}.png")
+    config = tiny_config(tmp_path / "data", tmp_path / "run")
+    config.data.val = []
+    with caplog.at_level(logging.WARNING, logger="personcut"):
+        history = fit(config)
+    assert history[0]["train_decode_failures"] >= 1
+    assert "failed to decode and were replaced" in caplog.text

@@ -35,6 +35,7 @@ from personcut.checkpoint import (
 )
 from personcut.config import Config, save_config
 from personcut.data import build_dataset, skipped_files
+from personcut.data.folders import SUBSTITUTED
 from personcut.data.scenes import SceneDataset
 from personcut.data.transforms import EvalTransform, TrainTransform, eval_collate
 from personcut.losses import segmentation_loss
@@ -140,9 +141,11 @@ def train_one_epoch(
     start = time.perf_counter()
     tick = start
     bar = tqdm(loader, total=steps, desc=f"train {epoch}", disable=not show_progress, leave=False)
-    for step, (images, masks, _groups) in enumerate(bar):
+    substituted = 0
+    for step, (images, masks, groups) in enumerate(bar):
         if step >= steps:
             break
+        substituted += sum(g == SUBSTITUTED for g in groups)
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
         if channels_last:
@@ -180,6 +183,8 @@ def train_one_epoch(
         "person_iou": metrics["person_iou"],
         "miou": metrics["miou"],
         "data_wait": wait / max(elapsed, 1e-9),
+        # images that failed to decode and were replaced by another (this process's share)
+        "decode_failures": float(substituted),
         "images_per_s": steps * loader.batch_size * _world() / max(elapsed, 1e-9),
     }
 
@@ -465,6 +470,9 @@ def _fit(
             show_progress=runtime.is_main, epoch=epoch,
         )
         row.update({f"train_{k}": v for k, v in tr.items()})
+        if tr["decode_failures"] and runtime.is_main:
+            log.warning("epoch %d: %d training images failed to decode and were replaced "
+                        "(see the warnings above for which)", epoch, tr["decode_failures"])
         row["lr"] = scheduler.get_last_lr()[0]
         examples = []
         if runtime.distributed:

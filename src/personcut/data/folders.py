@@ -131,13 +131,20 @@ class FolderDataset(Dataset):
         return (*self.transform(image, mask), group)
 
 
+SUBSTITUTED = "substituted"
+"""The group of an item that stands in for one that failed to decode. Loader workers are
+separate processes: the training loop counts these in the batches it receives."""
+
+
 def _load_or_substitute(dataset, index: int):
-    """Decode item ``index``; if the file turns out corrupt, warn and use the next item instead,
-    so one bad file out of 118k does not stop a training run."""
+    """Decode item ``index``; if the file turns out corrupt, warn and use the next item instead
+    (its group set to SUBSTITUTED, so the failure is counted), so one bad file out of 118k does
+    not stop a training run."""
     for attempt in range(len(dataset)):
         i = (index + attempt) % len(dataset)
         try:
-            return dataset.load(i)
+            image, mask, group = dataset.load(i)
+            return image, mask, SUBSTITUTED if attempt else group
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             name = dataset.items[i][0] if hasattr(dataset, "items") else i
             log.warning("skipping %s: cannot be decoded (%s)", name, exc)
