@@ -215,3 +215,23 @@ def test_cutout_many_keeps_order_and_goes_on_after_a_bad_photo(seg, photo, tmp_p
     assert isinstance(results[1][1], ImageError)
     assert results[0][1][:4] == b"\x89PNG" and results[2][1][:2] == b"\xff\xd8"
     assert results[3][1][8:12] == b"WEBP"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_png_output_is_exact_and_keeps_the_profile_with_or_without_fpng(fast, monkeypatch):
+    import sys
+
+    from PIL import ImageCms
+
+    from personcut.imaging import encode
+
+    if fast:
+        pytest.importorskip("fpng")
+    else:
+        monkeypatch.setitem(sys.modules, "fpng", None)  # import fails: Pillow writes it
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 50, 4), dtype=np.uint8)
+    for mode, a in (("RGBA", pixels), ("RGB", pixels[..., :3]), ("L", pixels[..., 0])):
+        with Image.open(io.BytesIO(encode(Image.fromarray(a, mode), "PNG", icc))) as back:
+            assert back.mode == mode and np.array_equal(np.asarray(back), a)
+            assert back.info.get("icc_profile") == (icc if mode != "L" else None)
