@@ -152,14 +152,26 @@ def cutout_many(
         result = compose_cutout(decoded, rgb, alpha, per_image[i])
         return encode(result, per_image[i].format, result.info.get("icc_profile"))
 
+    def result(item) -> bytes | Exception:
+        if not isinstance(item, Future):
+            return item
+        try:
+            return item.result()
+        except Exception as exc:  # noqa: BLE001 - reported per photo, the rest go on
+            return exc
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         window = batch_size + 2
         decoding: list[tuple[int, Future]] = [
             (i, pool.submit(decode, i)) for i in range(min(window, len(images)))
         ]
         queued = len(decoding)
+        # (index, encoded bytes / error / Future of them), in input order. A batch's composing
+        # and encoding runs in the pool while the network works on the next batch, and is
+        # collected only after that: the encoder of one photo beside the network of the next.
+        outbox: list[tuple[int, object]] = []
         while decoding:
-            batch, done = [], []
+            batch, this_round = [], []
             while decoding and len(batch) < batch_size:
                 i, future = decoding.pop(0)
                 if queued < len(images):
@@ -167,19 +179,19 @@ def cutout_many(
                     queued += 1
                 try:
                     batch.append((i, *future.result()))
-                except Exception as exc:  # noqa: BLE001 - reported per photo, the rest go on
-                    done.append((i, exc))
+                except Exception as exc:  # noqa: BLE001
+                    this_round.append((i, exc))
             if batch:
                 try:
                     alphas = segmenter.predict_rgb([b[2] for b in batch])
                 except Exception as exc:  # noqa: BLE001
-                    done.extend((b[0], RuntimeError(f"inference failed ({exc})")) for b in batch)
+                    this_round.extend((b[0], RuntimeError(f"inference failed ({exc})"))
+                                      for b in batch)
                 else:
-                    encoding = [(b[0], pool.submit(finish, *b, a))
-                                for b, a in zip(batch, alphas)]
-                    for i, future in encoding:
-                        try:
-                            done.append((i, future.result()))
-                        except Exception as exc:  # noqa: BLE001
-                            done.append((i, exc))
-            yield from sorted(done, key=lambda d: d[0])
+                    this_round.extend((b[0], pool.submit(finish, *b, a))
+                                      for b, a in zip(batch, alphas))
+            for i, item in outbox:  # the previous round's, finished during this inference
+                yield i, result(item)
+            outbox = sorted(this_round, key=lambda d: d[0])
+        for i, item in outbox:
+            yield i, result(item)
