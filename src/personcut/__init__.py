@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Segmenter", "__version__", "remove"]
+__all__ = ["Segmenter", "__version__", "remove", "remove_video"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from personcut import inference
 
         return getattr(inference, name)
+    if name == "remove_video":
+        from personcut.video import remove_video
+
+        return remove_video
     raise AttributeError(f"module 'personcut' has no attribute {name!r}")

@@ -223,6 +223,12 @@ def _remove(args: argparse.Namespace) -> int:
 
     if args.output == "-":
         args.output = None
+    from personcut.video import VIDEO_EXTENSIONS
+
+    videos = [i for i in args.inputs if i != "-" and Path(i).suffix.lower() in VIDEO_EXTENSIONS
+              and Path(i).is_file()]
+    if videos:
+        return _remove_videos(args, videos)
     try:  # a bad option fails before any work, with the message every entry point gives
         options = CutoutOptions(mask=args.mask, bg=args.bg, bg_image=args.bg_image,
                                 blur=args.blur, crop=args.crop, threshold=args.threshold)
@@ -286,6 +292,46 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
+    """Clips go one by one through personcut.video; -o names the output (one clip) or a folder
+    (several). Without -o: NAME.cutout.webm beside the clip (.mp4 when the result is opaque)."""
+    from personcut.inference import Segmenter
+    from personcut.video import remove_video
+
+    if len(videos) != len(args.inputs):
+        print("personcut remove: give clips and photos in separate runs", file=sys.stderr)
+        return 2
+    opaque = bool(args.mask or args.bg or args.bg_image or args.blur)
+    ext = ".mp4" if opaque else ".webm"
+    out = Path(args.output) if args.output else None
+    segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
+    failures, ok = [], 0
+    for video in videos:
+        src = Path(video)
+        if out is None:
+            dst = src.with_name(src.stem + ".cutout" + ext)
+        elif len(videos) > 1 or args.output.endswith(("/", os.sep)):
+            dst = out / (src.stem + ext)
+        else:
+            dst = out
+        try:
+            stats = remove_video(src, dst, segmenter=segmenter, mask=args.mask, bg=args.bg,
+                                 bg_image=args.bg_image, blur=args.blur,
+                                 threshold=args.threshold, smoothing=args.smoothing,
+                                 overwrite=args.overwrite, progress=not args.quiet)
+            log.info("%s -> %s: %d frames, audio %s", src, dst, stats["frames"], stats["audio"])
+            ok += 1
+        except (ValueError, OSError, ModuleNotFoundError) as exc:
+            text = str(exc)
+            failures.append(text if str(src) in text else f"{src}: {text}")
+    for f in failures:
+        print(f"personcut remove: {f}", file=sys.stderr)
+    if failures:
+        print(f"personcut remove: {ok} done, {len(failures)} failed", file=sys.stderr)
+        return 1
+    return 0
+
+
 INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
 
 
@@ -307,6 +353,8 @@ def _add_remove(sub) -> None:
                    help="blur the photo's own background (portrait style)")
     p.add_argument("--crop", action="store_true", help="trim to the people plus a margin")
     p.add_argument("--threshold", type=float, metavar="T", help="hard mask at probability T")
+    p.add_argument("--smoothing", type=float, default=0.6, metavar="S",
+                   help="clips: steady the matte of still people, 0 (off) to <1 (default 0.6)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--max-pixels", type=int, default=100_000_000,
                    help="refuse larger images (default 100 megapixels)")

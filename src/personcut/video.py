@@ -1,0 +1,287 @@
+"""Cut the people out of video clips, frame by frame, through PyAV (FFmpeg inside its wheel).
+
+    personcut.remove_video("talk.mp4", "talk.webm")                # transparent VP9
+    personcut.remove_video("talk.mp4", "talk.mp4", bg="#00b140")   # H.264 over a colour
+
+The output's kind follows its name: ``.webm`` (VP9, with alpha when transparent), ``.mov``
+(ProRes 4444 with alpha, or ProRes 422 HQ when opaque), ``.mp4``/``.m4v``/``.mkv`` (H.264, opaque
+only), ``.gif`` (opaque only), or a folder (one PNG per frame, RGBA or opaque). Audio is copied
+where the container takes its codec, otherwise re-encoded (Opus into WebM, AAC elsewhere); frame
+timing (also variable frame rates), size and the rotation tag are kept. Frames stream through:
+memory does not grow with the clip's length. Needs ``pip install "personcut[video]"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from personcut.cutout import CutoutOptions, OptionError, compose_cutout
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi")
+"""Inputs treated as clips by ``personcut remove`` (a .gif input stays an image)."""
+
+
+class VideoError(ValueError):
+    """A clip that cannot be read or written; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    container: str | None  # None: a folder of PNG frames
+    codec: str
+    pix_fmt: str
+    audio_copy: tuple[str, ...]  # audio codecs the container takes as they are
+    audio_codec: str | None  # what other audio becomes (None: dropped)
+    encoder_options: dict[str, str]
+
+
+def _target(dst: Path, transparent: bool) -> _Target:
+    suffix = dst.suffix.lower()
+    if suffix == "" or dst.is_dir():
+        return _Target(None, "png", "rgba" if transparent else "rgb24", (), None, {})
+    if suffix == ".webm":
+        # realtime deadline and cpu-used 8: VP9's fast settings, for a CPU that must keep up
+        opts = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "32", "b": "0"}
+        return _Target("webm", "libvpx-vp9", "yuva420p" if transparent else "yuv420p",
+                       ("opus", "vorbis"), "libopus", opts)
+    if suffix == ".mov":
+        return _Target("mov", "prores_ks", "yuva444p10le" if transparent else "yuv422p10le",
+                       ("aac", "mp3", "alac", "pcm_s16le", "pcm_s24le"), "aac",
+                       {"profile": "4" if transparent else "3"})  # 4444 / 422 HQ
+    if suffix in (".mp4", ".m4v", ".mkv"):
+        if transparent:
+            raise OptionError(f"{dst}: {suffix} (H.264) cannot hold transparency; write .webm or "
+                              ".mov, or give a background (bg, bg_image or blur) or mask")
+        copy = ("aac", "mp3", "opus", "flac", "vorbis", "ac3") if suffix == ".mkv" else (
+            "aac", "mp3")
+        return _Target("matroska" if suffix == ".mkv" else "mp4", "libx264", "yuv420p", copy,
+                       "aac", {"preset": "veryfast", "crf": "20"})
+    if suffix == ".gif":
+        if transparent:
+            raise OptionError(f"{dst}: GIF output needs a background (bg, bg_image or blur) "
+                              "or mask; write .webm or .mov for transparency")
+        return _Target("gif", "gif", "rgb8", (), None, {})
+    raise OptionError(f"{dst}: unknown video output; use .webm, .mov, .mp4, .mkv, .gif or a "
+                      "folder for PNG frames")
+
+
+class TemporalFilter:
+    """Steadies the alpha of a still person without trailing ghosts behind a moving one.
+
+    Each pixel is blended with the previous frame's by ``strength`` where it changed little,
+    and follows the new frame where it changed by ``motion`` or more, linearly between: mask
+    noise on a still scene is mostly small changes, a person moving is large ones.
+    """
+
+    def __init__(self, strength: float = 0.6, motion: float = 0.3) -> None:
+        if not 0 <= strength < 1:
+            raise OptionError(f"smoothing must be in [0, 1), got {strength}")
+        self.strength, self.motion = strength, motion
+        self.previous: np.ndarray | None = None
+
+    def __call__(self, alpha: np.ndarray) -> np.ndarray:
+        if self.previous is None or self.previous.shape != alpha.shape or not self.strength:
+            self.previous = alpha
+            return alpha
+        change = np.abs(alpha - self.previous)
+        weight = self.strength * np.clip(1.0 - change / self.motion, 0.0, 1.0)
+        out = (weight * self.previous + (1.0 - weight) * alpha).astype(np.float32)
+        self.previous = out
+        return out
+
+
+def flicker(alphas: list[np.ndarray]) -> float:
+    """Mean absolute change of alpha between consecutive frames (0 for a perfectly steady
+    matte); measured on a clip whose true mask does not change, it is all flicker."""
+    if len(alphas) < 2:
+        return 0.0
+    return float(np.mean([np.abs(a - b).mean() for a, b in zip(alphas[1:], alphas[:-1])]))
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            'video needs PyAV: pip install "personcut[video]"') from exc
+    return av
+
+
+def remove_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    segmenter=None,
+    mask: bool = False,
+    bg: str | None = None,
+    bg_image: Any = None,
+    blur: float = 0.0,
+    threshold: float | None = None,
+    smoothing: float = 0.6,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Cut the people out of the clip ``src`` into ``dst`` (see the module's docstring for the
+    kinds of output). ``src`` is never modified; ``dst`` appears only when complete.
+
+    Returns frame count, size, frame rate, audio handling and the seconds spent.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    av = _import_av()
+    src, dst = Path(src), Path(dst)
+    options = CutoutOptions(mask=mask, bg=bg, bg_image=bg_image, blur=blur, threshold=threshold)
+    target = _target(dst, transparent=not options.opaque)
+    smoother = TemporalFilter(smoothing)
+    if not src.is_file():
+        raise VideoError(f"{src}: no such file")
+    if dst.exists() and not overwrite and not (target.container is None and dst.is_dir()
+                                               and not any(dst.iterdir())):
+        raise VideoError(f"{src}: output {dst} exists (use --overwrite to replace it)")
+    if src.resolve() == dst.resolve():
+        raise VideoError(f"{src}: output is the input; refusing to overwrite it")
+    try:
+        source = av.open(str(src))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{src}: not a video FFmpeg can read ({exc})") from exc
+    start = time.perf_counter()
+    with source:
+        if not source.streams.video:
+            raise VideoError(f"{src}: holds no video stream")
+        vin = source.streams.video[0]
+        vin.thread_type = "AUTO"
+        width, height = vin.codec_context.width, vin.codec_context.height
+        if target.pix_fmt.endswith("420p") and (width % 2 or height % 2):
+            raise VideoError(f"{src}: {width}x{height} has an odd side, which {target.codec} "
+                             "cannot encode; write .mov (ProRes) or a folder of PNG frames")
+        ain = source.streams.audio[0] if source.streams.audio and target.container else None
+        if segmenter is None:
+            from personcut.inference import default_segmenter
+
+            segmenter = default_segmenter()
+        work = _work_path(dst, target)
+        try:
+            stats = _transcode(av, source, vin, ain, work, target, segmenter, options, smoother,
+                               tqdm(total=vin.frames or None, unit="frame", desc=src.name,
+                                    disable=not progress))
+            if stats["frames"] == 0:
+                raise VideoError(f"{src}: no frame could be decoded")
+            if target.container is None and dst.exists():
+                shutil.rmtree(dst)
+            os.replace(work, dst)
+        except BaseException:
+            if work.is_dir():
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                work.unlink(missing_ok=True)
+            raise
+    stats.update(width=width, height=height, seconds=time.perf_counter() - start,
+                 output=str(dst))
+    return stats
+
+
+def _work_path(dst: Path, target: _Target) -> Path:
+    """Where the output is written before it is renamed to ``dst`` (same folder)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if target.container is None:
+        return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _transcode(av, source, vin, ain, work: Path, target: _Target, segmenter,
+               options: CutoutOptions, smoother: TemporalFilter, bar) -> dict[str, Any]:
+    rate = vin.average_rate or vin.guessed_rate or 25
+    frames, audio_mode = 0, None
+    output = aout = resampler = None
+    if target.container is not None:
+        output = av.open(str(work), "w", format=target.container)
+        vout = output.add_stream(target.codec, rate=rate, options=target.encoder_options)
+        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        vout.pix_fmt = target.pix_fmt
+        vout.time_base = vin.time_base  # source timestamps kept: variable frame rates survive
+        rotate = vin.metadata.get("rotate")
+        if rotate:
+            vout.metadata["rotate"] = rotate
+        if ain is not None:
+            if ain.codec_context.name in target.audio_copy:
+                aout, audio_mode = output.add_stream_from_template(ain), "copied"
+            elif target.audio_codec:
+                rate_out = 48000 if target.audio_codec == "libopus" else (ain.rate or 48000)
+                aout = output.add_stream(target.audio_codec, rate=rate_out)
+                resampler = av.AudioResampler(format=aout.format.name, layout="stereo",
+                                              rate=rate_out)
+                audio_mode = f"re-encoded to {target.audio_codec}"
+    streams = [vin] + ([ain] if ain is not None and output is not None else [])
+    try:
+        for packet in source.demux(*streams):
+            if packet.stream is vin:
+                for frame in _decode(packet, source):
+                    _write_frame(av, frame, output, target, segmenter, options, smoother, work,
+                                 frames)
+                    frames += 1
+                    bar.update()
+            elif aout is not None:
+                if resampler is None:
+                    if packet.dts is None:
+                        continue
+                    packet.stream = aout
+                    output.mux(packet)
+                else:
+                    for af in packet.decode():
+                        for rf in resampler.resample(af):
+                            output.mux(aout.encode(rf))
+        if output is not None:
+            output.mux(vout.encode(None))
+            if resampler is not None:
+                for rf in resampler.resample(None):
+                    output.mux(aout.encode(rf))
+                output.mux(aout.encode(None))
+    finally:
+        bar.close()
+        if output is not None:
+            output.close()
+    return {"frames": frames, "fps": float(rate), "audio": audio_mode or "none"}
+
+
+def _decode(packet, source):
+    try:
+        return packet.decode()
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's decode errors have many classes
+        raise VideoError(f"{source.name}: cannot be decoded, truncated or corrupt ({exc})") \
+            from exc
+
+
+def _write_frame(av, frame, output, target: _Target, segmenter, options: CutoutOptions,
+                 smoother: TemporalFilter, work: Path, index: int) -> None:
+    rgb = frame.to_ndarray(format="rgb24")
+    alpha = smoother(segmenter.predict_rgb([rgb])[0])
+    image = Image.fromarray(rgb)
+    result = compose_cutout(image, rgb, alpha, options)
+    if output is None:  # a folder of PNG frames
+        from personcut.imaging import encode
+
+        (work / f"frame_{index:06d}.png").write_bytes(encode(result, "PNG"))
+        return
+    pixels = np.asarray(result)
+    fmt = {"RGBA": "rgba", "RGB": "rgb24", "L": "gray"}[result.mode]
+    out = av.VideoFrame.from_ndarray(pixels, format=fmt)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    stream = output.streams.video[0]
+    out = out.reformat(format=target.pix_fmt)
+    for packet in stream.encode(out):
+        output.mux(packet)

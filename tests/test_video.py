@@ -1,0 +1,178 @@
+"""Clips: formats, audio, timing, steadiness and bad inputs, on short clips made here."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+av = pytest.importorskip("av")
+
+from personcut.cli import main  # noqa: E402
+from personcut.inference import Segmenter  # noqa: E402
+from personcut.video import OptionError, VideoError, flicker, remove_video  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+
+def make_clip(path: Path, frames: int = 6, size=(96, 64), pan: int = 2, audio: bool = True,
+              fps: int = 10, noise: float = 0.0) -> Path:
+    """The sample photo panned by ``pan`` pixels a frame (0: a still scene), with camera-like
+    noise of this standard deviation, H.264, with a sine tone as AAC."""
+    rng = np.random.default_rng(0)
+    photo = Image.open(SAMPLE).convert("RGB").resize(
+        (size[0] + pan * frames, size[1] + pan * frames))
+    a = np.asarray(photo)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
+        au = out.add_stream("aac", rate=44100) if audio else None
+        for i in range(frames):
+            crop = a[i * pan : i * pan + size[1], i * pan : i * pan + size[0]].astype(np.float32)
+            crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), "rgb24")):
+                out.mux(p)
+            if au is not None:
+                t = (np.arange(4410) + i * 4410) / 44100
+                tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+                frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                frame.sample_rate = 44100
+                for p in au.encode(frame):
+                    out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+        if au is not None:
+            for p in au.encode(None):
+                out.mux(p)
+    return path
+
+
+def probe(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return {"codec": v.codec_context.name, "size": (v.width, v.height),
+                "frames": sum(1 for _ in c.decode(video=0)),
+                "audio": [a.codec_context.name for a in c.streams.audio]}
+
+
+def vp9_alpha(path: Path) -> list[np.ndarray]:
+    """Alpha planes of a VP9 WebM (FFmpeg's own VP9 decoder drops them; libvpx keeps them)."""
+    out = []
+    with av.open(str(path)) as c:
+        ctx = av.CodecContext.create("libvpx-vp9", "r")
+        for packet in c.demux(c.streams.video[0]):  # the last, empty packet flushes
+            out += [f.to_ndarray(format="rgba")[..., 3] for f in ctx.decode(packet)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_onnx):
+    return Segmenter(tiny_onnx)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+@pytest.mark.parametrize("name, options, codec, audio", [
+    ("out.webm", {}, "vp9", ["opus"]),  # AAC cannot go into WebM: re-encoded
+    ("out.mov", {}, "prores", ["aac"]),
+    ("out.mp4", {"bg": "white"}, "h264", ["aac"]),
+    ("out.mkv", {"blur": 5}, "h264", ["aac"]),
+    ("out.gif", {"bg": "#00ff00"}, "gif", []),
+    ("mask.webm", {"mask": True}, "vp9", ["opus"]),
+])
+def test_formats_keep_frames_size_and_audio(clip, seg, tmp_path, name, options, codec, audio):
+    stats = remove_video(clip, tmp_path / name, segmenter=seg, progress=False, **options)
+    info = probe(tmp_path / name)
+    assert info == {"codec": codec, "size": (96, 64), "frames": 6, "audio": audio}
+    assert stats["frames"] == 6 and stats["fps"] == 10.0
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_webm_and_mov_are_transparent(clip, seg, tmp_path):
+    remove_video(clip, tmp_path / "a.webm", segmenter=seg, progress=False)
+    alphas = vp9_alpha(tmp_path / "a.webm")
+    assert len(alphas) == 6 and all(a.mean() < 250 for a in alphas)  # not opaque
+    remove_video(clip, tmp_path / "a.mov", segmenter=seg, progress=False)
+    with av.open(str(tmp_path / "a.mov")) as c:
+        assert "a" in c.streams.video[0].codec_context.pix_fmt.removeprefix("yuv")[:2]
+
+
+def test_png_frame_folder(clip, seg, tmp_path):
+    remove_video(clip, tmp_path / "frames", segmenter=seg, progress=False)
+    files = sorted((tmp_path / "frames").iterdir())
+    assert len(files) == 6 and Image.open(files[0]).mode == "RGBA"
+
+
+def test_smoothing_steadies_a_still_scene(seg, tmp_path):
+    # One photo, not moving: the true mask never changes, so any change of alpha is flicker
+    # (here from the noise a camera adds to every frame).
+    still = make_clip(tmp_path / "still.mp4", frames=8, pan=0, audio=False, noise=12.0)
+    rough, steady = [], []
+    import personcut.video as video
+
+    def record(into):
+        real = video.TemporalFilter.__call__
+
+        def spy(self, alpha):
+            out = real(self, alpha)
+            into.append(out.copy())
+            return out
+        return spy
+
+    for smoothing, into in ((0.0, rough), (0.6, steady)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(video.TemporalFilter, "__call__", record(into))
+            remove_video(still, tmp_path / f"s{smoothing}.webm", segmenter=seg,
+                         smoothing=smoothing, progress=False)
+    assert flicker(steady) < flicker(rough)
+
+
+def test_bad_inputs_are_named_and_nothing_is_left(clip, seg, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(VideoError, match="notes.mp4.*not a video"):
+        remove_video(text, tmp_path / "o.webm", segmenter=seg, progress=False)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[:200])
+    with pytest.raises(VideoError, match="cut.mp4"):
+        remove_video(cut, tmp_path / "o.webm", segmenter=seg, progress=False)
+    with pytest.raises(OptionError, match="cannot hold transparency"):
+        remove_video(clip, tmp_path / "o.mp4", segmenter=seg, progress=False)
+    existing = tmp_path / "keep.webm"
+    existing.write_bytes(b"precious")
+    with pytest.raises(VideoError, match="exists"):
+        remove_video(clip, existing, segmenter=seg, progress=False)
+    assert existing.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "keep.webm", "notes.mp4"]
+
+
+def test_odd_sides_are_refused_for_420_codecs(seg, tmp_path):
+    # Odd sides need a codec that can hold them: made as PNG frames in a MOV (ProRes 4444).
+    path = tmp_path / "odd.mov"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("prores_ks", rate=5)
+        v.width, v.height, v.pix_fmt = 33, 21, "yuv444p10le"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((21, 33, 3), np.uint8), format="rgb24")
+            for p in v.encode(frame.reformat(format="yuv444p10le")):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    with pytest.raises(VideoError, match="33x21 has an odd side"):
+        remove_video(path, tmp_path / "o.webm", segmenter=seg, progress=False)
+    stats = remove_video(path, tmp_path / "o.mov", segmenter=seg, progress=False)
+    assert stats["frames"] == 2 and probe(tmp_path / "o.mov")["size"] == (33, 21)
+
+
+def test_command_line_default_names(clip, tiny_onnx, tmp_path):
+    import shutil
+
+    src = tmp_path / "talk.mp4"
+    shutil.copy(clip, src)
+    assert main(["remove", "--model", str(tiny_onnx), "-q", str(src)]) == 0
+    assert probe(tmp_path / "talk.cutout.webm")["frames"] == 6
+    assert main(["remove", "--model", str(tiny_onnx), "-q", str(src), "--bg", "white"]) == 0
+    assert probe(tmp_path / "talk.cutout.mp4")["codec"] == "h264"
