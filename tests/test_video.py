@@ -176,3 +176,10 @@ def test_command_line_default_names(clip, tiny_onnx, tmp_path):
     assert probe(tmp_path / "talk.cutout.webm")["frames"] == 6
     assert main(["remove", "--model", str(tiny_onnx), "-q", str(src), "--bg", "white"]) == 0
     assert probe(tmp_path / "talk.cutout.mp4")["codec"] == "h264"
+
+
+def test_background_picture(clip, seg, tmp_path):
+    back = tmp_path / "beach.png"
+    Image.new("RGB", (40, 30), (0, 90, 200)).save(back)
+    stats = remove_video(clip, tmp_path / "o.mp4", segmenter=seg, bg_image=back, progress=False)
+    assert stats["frames"] == 6 and probe(tmp_path / "o.mp4")["codec"] == "h264"

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,14 @@ def remove_video(
             raise VideoError(f"{src}: {width}x{height} has an odd side, which {target.codec} "
                              "cannot encode; write .mov (ProRes) or a folder of PNG frames")
         ain = source.streams.audio[0] if source.streams.audio and target.container else None
+        if options.bg_image is not None:  # fitted to the frame once, not for every frame
+            from PIL import ImageOps
+
+            from personcut.imaging import load_image
+
+            back = ImageOps.fit(load_image(options.bg_image).convert("RGB"), (width, height),
+                                Image.LANCZOS)
+            options = replace(options, bg_image=np.asarray(back))
         if segmenter is None:
             from personcut.inference import default_segmenter
 
