@@ -235,3 +235,25 @@ def test_png_output_is_exact_and_keeps_the_profile_with_or_without_fpng(fast, mo
         with Image.open(io.BytesIO(encode(Image.fromarray(a, mode), "PNG", icc))) as back:
             assert back.mode == mode and np.array_equal(np.asarray(back), a)
             assert back.info.get("icc_profile") == (icc if mode != "L" else None)
+
+
+def test_fast_guided_filter_matches_the_reference_formula():
+    from personcut.inference import _box, _gray, guided_upsample
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    full = np.asarray(Image.fromarray(small).resize((97, 71), Image.BICUBIC))
+    prob = rng.random((24, 32)).astype(np.float32)
+    # The filter as first written: float guide, levels applied afterwards.
+    g_low, g_full = _gray(small), _gray(full)
+    mean_i, mean_p = _box(g_low, 2), _box(prob, 2)
+    a = (_box(g_low * prob, 2) - mean_i * mean_p) / (_box(g_low * g_low, 2) - mean_i**2 + 1e-3)
+    b = mean_p - a * mean_i
+    a, b = _box(a, 2), _box(b, 2)
+    up = [np.asarray(Image.fromarray(x.astype(np.float32), "F").resize((97, 71),
+                                                                      Image.BILINEAR))
+          for x in (a, b)]
+    reference = levels(np.clip(up[0] * g_full + up[1], 0, 1), *ALPHA_LEVELS)
+    gray8 = np.asarray(Image.fromarray(full).convert("L"))
+    fast = guided_upsample(prob, g_low, gray8, stretch=ALPHA_LEVELS)
+    assert fast.dtype == np.float32 and np.abs(fast - reference).max() < 1e-4
