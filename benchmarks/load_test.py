@@ -68,8 +68,8 @@ def main() -> int:
     p.add_argument("--max-seconds", type=float, default=300, help="stop sending after this")
     p.add_argument("--image", type=Path, default=ROOT / "examples" / "astronaut.jpg")
     p.add_argument("--url", help="an already running server on loopback")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--queue", type=int, default=8)
+    p.add_argument("--workers", type=int, help="default: the server's own default")
+    p.add_argument("--queue", type=int, help="default: the server's own default")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_test.json")
     args = p.parse_args()
 
@@ -83,9 +83,10 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        flags = [f for name in ("workers", "queue") if getattr(args, name) is not None
+                 for f in (f"--{name}", str(getattr(args, name)))]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "personcut", "serve", "--port", str(port), "--workers",
-             str(args.workers), "--queue", str(args.queue)],
+            [sys.executable, "-m", "personcut", "serve", "--port", str(port), *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
@@ -112,7 +113,7 @@ def main() -> int:
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0)
     report = {
         "requests": args.requests, "concurrency": args.concurrency, "image": args.image.name,
-        "workers": args.workers, "queue": args.queue,
+        "workers": args.workers or "default", "queue": args.queue or "default",
         "codes": {str(k): v for k, v in codes.items()},
         "ok": len(lat), "p50_ms": pct(0.5), "p95_ms": pct(0.95),
         "throughput_ok_per_s": len(lat) / wall, "wall_s": wall,

@@ -195,3 +195,61 @@ def test_chunked_multipart_upload_stops_at_the_limit(client, monkeypatch):
                     headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 413 and r.json()["error"] == "too_large"
     assert not spooled  # (the test client sends the whole body; a real server stops early)
+
+
+def test_uploads_beyond_the_bytes_in_flight_get_503_and_are_let_go(seg):
+    app = create_app(seg, Settings(max_inflight_bytes=3_000))
+    client = TestClient(app)
+    r = client.post("/api/remove", content=b"x" * 5_000)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    ok = client.post("/api/remove", content=png_bytes((8, 8)))  # small: room again
+    assert ok.status_code == 200, ok.text
+
+
+def test_default_limits_serve_a_burst_of_32_clients():
+    settings = Settings()
+    assert settings.workers + settings.queue_size >= 32 and settings.max_connections >= 32
+
+
+@pytest.fixture()
+def live_server(tiny_onnx):
+    """`personcut serve` in a subprocess with a 1-second read timeout."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "personcut", "serve", "--port", str(port), "--model",
+         str(tiny_onnx), "--read-timeout", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_slow_clients_are_let_go(live_server):
+    import socket
+    import time
+
+    # Slow headers: the head never completes; the server hangs up after the read timeout.
+    head = socket.create_connection(("127.0.0.1", live_server), timeout=5)
+    head.sendall(b"POST /api/remove HTTP/1.1\r\nHost: x\r\n")
+    start = time.monotonic()
+    assert head.recv(100) == b""  # closed by the server
+    assert time.monotonic() - start < 4
+    # Slow body: headers promise 1000 bytes, 10 arrive; the answer is 408.
+    body = socket.create_connection(("127.0.0.1", live_server), timeout=5)
+    body.sendall(b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                 b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
+    assert b" 408 " in body.recv(200).split(b"\r\n")[0] + b" "

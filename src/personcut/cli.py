@@ -385,18 +385,19 @@ def _add_export(sub) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from personcut.inference import Segmenter
-    from personcut.server import Settings, create_app
+    from personcut.server import Settings, create_app, serve
 
     settings = Settings(
         max_upload_bytes=args.max_upload_mb * 1024 * 1024, max_pixels=args.max_pixels,
-        workers=args.workers, queue_size=args.queue, timeout_s=args.timeout,
-        api_key=args.api_key,
+        queue_size=args.queue, timeout_s=args.timeout, read_timeout_s=args.read_timeout,
+        max_connections=args.max_connections, api_key=args.api_key,
+        max_inflight_bytes=args.max_inflight_mb * 1024 * 1024,
     )
+    if args.workers:
+        settings.workers = args.workers
     app = create_app(Segmenter(args.model, device=args.device), settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    serve(app, args.host, args.port, settings)
     return 0
 
 
@@ -406,9 +407,14 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="model file or shipped name (classic); default: shipped")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=1, help="inferences at once")
-    p.add_argument("--queue", type=int, default=8, help="requests that may wait (then 503)")
+    p.add_argument("--workers", type=int, help="cut-outs at once (default: 2, or 1 on 1 core)")
+    p.add_argument("--queue", type=int, default=64, help="requests that may wait (then 503)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request limit in seconds")
+    p.add_argument("--read-timeout", type=float, default=15.0,
+                   help="seconds a client may stall while sending its request (then dropped)")
+    p.add_argument("--max-connections", type=int, default=128, help="open at once (then 503)")
+    p.add_argument("--max-inflight-mb", type=int, default=256,
+                   help="upload megabytes held by all requests together (then 503)")
     p.add_argument("--max-upload-mb", type=int, default=20)
     p.add_argument("--max-pixels", type=int, default=40_000_000)
     p.add_argument("--api-key", default=None,

@@ -12,7 +12,7 @@ import hmac
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
@@ -38,12 +38,22 @@ class Settings:
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
-    workers: int = 1
-    """Inferences at once. ONNX Runtime already uses every core for one image."""
-    queue_size: int = 8
-    """Requests that may wait for a worker; more get 503."""
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    """Cut-outs at once. ONNX Runtime already spreads one image over the cores; a second worker
+    decodes and encodes beside the other's network."""
+    queue_size: int = 64
+    """Requests that may wait for a worker; more get 503 with Retry-After. At a few requests a
+    second per core, 64 waiting clear well inside ``timeout_s``: a burst of 32 clients is
+    served whole (benchmarks/RESULTS.md). Lower it with the timeout, raise it with the cores."""
     timeout_s: float = 60.0
     """Per-request limit for decoding, inference and encoding (504 past it)."""
+    read_timeout_s: float = 15.0
+    """A client that sends no body bytes for this long is answered 408 and let go."""
+    max_connections: int = 128
+    """Open connections at once (uvicorn's limit_concurrency); more get 503."""
+    max_inflight_bytes: int = 256 * 1024 * 1024
+    """Upload bytes held by all requests together; beyond it new uploads get 503, so stalled
+    uploads cannot grow memory without bound."""
     api_key: str | None = None
     """When set, required on /api/remove as ``X-API-Key`` or ``Authorization: Bearer``."""
 
@@ -94,8 +104,23 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
             raise ApiError(401, "unauthorized", "a valid API key is required (X-API-Key header)")
 
-    async def read_upload(request: Request) -> tuple[bytes, dict[str, str]]:
-        """The image from multipart ``file`` or the raw body, and any form options."""
+    inflight = [0]  # upload bytes held by all requests
+
+    def reserve(n: int) -> bool:
+        with lock:
+            if inflight[0] + n > settings.max_inflight_bytes:
+                return False
+            inflight[0] += n
+            return True
+
+    def release_bytes(n: int) -> None:
+        with lock:
+            inflight[0] -= n
+
+    async def read_upload(request: Request, held: list[int]) -> tuple[bytes, dict[str, str]]:
+        """The image from multipart ``file`` or the raw body, and any form options. The bytes
+        read are counted in ``held[0]`` (and in the service's in-flight total) until the caller
+        releases them."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 4096:
             raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
@@ -106,7 +131,19 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         multipart = ctype.startswith("multipart/form-data")
         limit = settings.max_upload_bytes + (MULTIPART_OVERHEAD if multipart else 0)
         received = bytearray()
-        async for chunk in request.stream():
+        stream = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), settings.read_timeout_s)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError as exc:
+                raise ApiError(408, "timeout",
+                               f"no upload data for {settings.read_timeout_s:g} s") from exc
+            if not reserve(len(chunk)):
+                raise ApiError(503, "busy", "too many uploads in progress; retry shortly",
+                               {"Retry-After": "1"})
+            held[0] += len(chunk)
             received += chunk
             if len(received) > limit:
                 raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
@@ -148,9 +185,16 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
         format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
     ) -> Response:
-        nonlocal admitted
         check_key(request)
-        body, form = await read_upload(request)
+        held = [0]
+        try:
+            body, form = await read_upload(request, held)
+            return await _cut(request, body, form, mask, bg, blur, crop, threshold, format)
+        finally:
+            release_bytes(held[0])  # whatever happened: the upload's bytes are let go
+
+    async def _cut(request, body, form, mask, bg, blur, crop, threshold, format) -> Response:
+        nonlocal admitted
         # Form fields (from the web page) override the query string. Form values arrive as
         # text, unchecked by FastAPI: CutoutOptions checks the merged values by one set of rules.
         try:
@@ -217,6 +261,31 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
     app.state.settings = settings
     app.state.segmenter = seg
     return app
+
+
+def serve(app: FastAPI, host: str, port: int, settings: Settings) -> None:
+    """Run ``app`` under uvicorn with the connection limits of ``settings``: at most
+    ``max_connections`` open, and a client that has not sent a whole request head within
+    ``read_timeout_s`` of connecting is disconnected (uvicorn alone waits for slow headers
+    forever, so a few slow clients could hold the server's sockets)."""
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadlineH11(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(settings.read_timeout_s, self._head_late)
+
+        def _head_late(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():  # no request yet
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    uvicorn.run(app, host=host, port=port, http=HeadDeadlineH11, log_level="info",
+                limit_concurrency=settings.max_connections, timeout_keep_alive=5)
 
 
 def _flag(value: str | None, default: bool) -> bool:
