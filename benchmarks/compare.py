@@ -164,6 +164,9 @@ def main() -> int:
                    help="where the rivals' environments and models live")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--limit", type=int, help="only the first N images (for a quick look)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep the other tools' results from the existing compare.json (same "
+                   "data) instead of running them again: rerun only --tools")
     args = p.parse_args()
 
     images = sorted((args.data / "images").iterdir())[: args.limit]
@@ -176,6 +179,14 @@ def main() -> int:
     listing = args.cache / "images.txt"
     listing.write_text("\n".join(str(p.resolve()) for p in images))
     results, skipped = {}, {}
+    if args.reuse and (args.out / "compare.json").is_file():
+        earlier = json.loads((args.out / "compare.json").read_text())
+        if earlier["data"] != str(args.data) or args.limit:
+            raise SystemExit("--reuse needs the same --data as the earlier run, without --limit")
+        for tool, r in earlier["results"].items():
+            if tool not in args.tools:
+                r["setup"] = r["setup"].split(" (reused")[0] + " (reused from an earlier run)"
+                results[tool] = r
     for tool in args.tools:
         py, env, note = venv_for(tool, args.cache)
         if py is None:
@@ -202,6 +213,8 @@ def main() -> int:
               f"  boundary F {s['all']['boundary_f']:.3f}  alpha MAE {s['all']['mae']:.3f}"
               f"  median {s['latency']['median_s']*1000:.0f}"
               f" ms  peak {peak:.0f} MB", flush=True)
+    order = {t: i for i, t in enumerate(TOOLS)}
+    results = dict(sorted(results.items(), key=lambda kv: order.get(kv[0], len(order))))
     machine = machine_line()
     (args.out / "compare.json").write_text(json.dumps(
         {"data": str(args.data), "machine": machine, "results": results, "skipped": skipped},
@@ -282,7 +295,8 @@ def worst_sheets(results: dict, data: Path, preds: Path, out: Path, n: int = 4) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tools = list(results)
+    # Tools whose predictions are on disk (a reused tool's may not be).
+    tools = [t for t in results if (preds / t).is_dir()]
     for tool in tools:
         worst = sorted(results[tool]["per_image"].items(), key=lambda kv: kv[1]["iou"])[:n]
         fig, axes = plt.subplots(n, 2 + len(tools), figsize=(2.2 * (2 + len(tools)), 2.6 * n),
