@@ -44,6 +44,9 @@ def main() -> int:
                    help="all training runs that led to RUN, in order (RUN last), for the curves "
                    "and the epoch count")
     p.add_argument("--recipe", default="bash scripts/train_default.sh")
+    p.add_argument("--prior-epochs", type=int, default=0,
+                   help="epochs of earlier stages whose runs are not at hand (their weights "
+                   "were RUN's train.init)")
     p.add_argument("--name", default="personcut",
                    help="file name in the package: personcut (the default model) or another")
     args = p.parse_args()
@@ -58,7 +61,8 @@ def main() -> int:
     metadata = {
         "recipe": args.recipe,
         # epochs of the earlier stages, plus this stage's up to its best checkpoint
-        "epochs_trained": sum(len(h) for h in stages[:-1]) + best["epoch"] + 1,
+        "epochs_trained": args.prior_epochs + sum(len(h) for h in stages[:-1])
+        + best["epoch"] + 1,
         "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
     WEIGHTS.mkdir(exist_ok=True)
