@@ -37,8 +37,9 @@ def photo_bytes(megapixels: float) -> bytes:
     return buf.getvalue()
 
 
-def one(model: str, megapixels: float, repeats: int, working_size: int | None,
-        fmt: str = "PNG") -> dict:
+def one(
+    model: str, megapixels: float, repeats: int, working_size: int | None, fmt: str = "PNG"
+) -> dict:
     from personcut.cutout import CutoutOptions, cutout_image
     from personcut.imaging import encode
     from personcut.inference import Segmenter
@@ -62,41 +63,72 @@ def one(model: str, megapixels: float, repeats: int, working_size: int | None,
         encoding.append(job())
         times.append(time.perf_counter() - start)
     return {
-        "model": Path(model).name, "runtime": seg.runtime, "megapixels": megapixels,
-        "format": fmt, "encode_median_ms": statistics.median(encoding) * 1000,
-        "working_size": seg.info.working_size, "median_ms": statistics.median(times) * 1000,
-        "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1000, "repeats": repeats,
+        "model": Path(model).name,
+        "runtime": seg.runtime,
+        "megapixels": megapixels,
+        "format": fmt,
+        "encode_median_ms": statistics.median(encoding) * 1000,
+        "working_size": seg.info.working_size,
+        "median_ms": statistics.median(times) * 1000,
+        "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1000,
+        "repeats": repeats,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", help="ONNX model (torch runs the .safetensors beside it)",
-                   default=str(WEIGHTS / "personcut.onnx"))
+    p.add_argument(
+        "--model",
+        help="ONNX model (torch runs the .safetensors beside it)",
+        default=str(WEIGHTS / "personcut.onnx"),
+    )
     p.add_argument("--runtimes", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
     p.add_argument("--sizes", nargs="+", type=float, default=[0.3, 1.0, 12.0])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--working-size", type=int)
-    p.add_argument("--formats", nargs="+", default=["PNG", "WEBP"], type=str.upper,
-                   help="output formats timed with ONNX Runtime (torch: the first only)")
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        default=["PNG", "WEBP"],
+        type=str.upper,
+        help="output formats timed with ONNX Runtime (torch: the first only)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "remove_latency.json"))
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(args.model, args.sizes[0], args.repeats, args.working_size,
-                             args.formats[0])))
+        print(
+            json.dumps(
+                one(args.model, args.sizes[0], args.repeats, args.working_size, args.formats[0])
+            )
+        )
         return
     rows = []
-    print("| runtime | output | MP | median ms | p90 ms | of which encode ms | "
-          "without encode ms | peak RSS MB |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| runtime | output | MP | median ms | p90 ms | of which encode ms | "
+        "without encode ms | peak RSS MB |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
     for runtime in args.runtimes:
-        model = args.model if runtime == "onnx" else str(Path(args.model).with_suffix(".safetensors"))
+        model = (
+            args.model if runtime == "onnx" else str(Path(args.model).with_suffix(".safetensors"))
+        )
         formats = args.formats if runtime == "onnx" else args.formats[:1]
         for mp, fmt in [(mp, fmt) for fmt in formats for mp in args.sizes]:
             repeats = max(3, args.repeats // 3) if mp > 4 else args.repeats
-            cmd = [sys.executable, __file__, "--one", "--model", model, "--sizes", str(mp),
-                   "--repeats", str(repeats), "--formats", fmt]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                "--model",
+                model,
+                "--sizes",
+                str(mp),
+                "--repeats",
+                str(repeats),
+                "--formats",
+                fmt,
+            ]
             if args.working_size:
                 cmd += ["--working-size", str(args.working_size)]
             result = subprocess.run(cmd, capture_output=True, text=True)
@@ -105,10 +137,12 @@ def main() -> None:
                 continue
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             r = rows[-1]
-            print(f"| {r['runtime']} | {r['format']} | {mp:.1f} | {r['median_ms']:.0f} | "
-                  f"{r['p90_ms']:.0f} | {r['encode_median_ms']:.0f} | "
-                  f"{r['median_ms'] - r['encode_median_ms']:.0f} | {r['peak_rss_mb']:.0f} |",
-                  flush=True)
+            print(
+                f"| {r['runtime']} | {r['format']} | {mp:.1f} | {r['median_ms']:.0f} | "
+                f"{r['p90_ms']:.0f} | {r['encode_median_ms']:.0f} | "
+                f"{r['median_ms'] - r['encode_median_ms']:.0f} | {r['peak_rss_mb']:.0f} |",
+                flush=True,
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"rows": rows, "cpu_count": _cpus()}, indent=2) + "\n")
     print(f"wrote {args.out}")

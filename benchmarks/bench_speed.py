@@ -81,9 +81,13 @@ def one_photo(megapixels: float, repeats: int, segmenter) -> dict:
             fn()
             into.append(time.perf_counter() - start)
     p, o = statistics.median(ts_pillow), statistics.median(ts_ours)
-    return {"megapixels": megapixels, "pillow_ms": round(p * 1000, 1),
-            "personcut_ms": round(o * 1000, 1), "ratio": round(o / p, 2),
-            "ms_per_megapixel": round(o * 1000 / megapixels, 1)}
+    return {
+        "megapixels": megapixels,
+        "pillow_ms": round(p * 1000, 1),
+        "personcut_ms": round(o * 1000, 1),
+        "ratio": round(o / p, 2),
+        "ms_per_megapixel": round(o * 1000 / megapixels, 1),
+    }
 
 
 def folder(tmp: Path, n: int, rembg: bool) -> dict:
@@ -92,11 +96,18 @@ def folder(tmp: Path, n: int, rembg: bool) -> dict:
     for i in range(n):
         (photos / f"p{i:02d}.jpg").write_bytes(jpeg_of(1.0, PHOTOS[i % len(PHOTOS)]))
     result: dict = {"photos": n}
-    cmd = [sys.executable, "-c",
-           "import resource, sys, time; from personcut.cli import main; t = time.perf_counter();"
-           " code = main(sys.argv[1:]); dt = time.perf_counter() - t;"
-           " print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)",
-           "remove", str(photos), "-o", str(tmp / "ours"), "-q"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import resource, sys, time; from personcut.cli import main; t = time.perf_counter();"
+        " code = main(sys.argv[1:]); dt = time.perf_counter() - t;"
+        " print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)",
+        "remove",
+        str(photos),
+        "-o",
+        str(tmp / "ours"),
+        "-q",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     result["personcut_photos_per_s"] = round(n / float(out[0]), 2)
     result["personcut_peak_rss_mb"] = round(float(out[1]))
@@ -109,13 +120,20 @@ def folder(tmp: Path, n: int, rembg: bool) -> dict:
             result["rembg"] = f"skipped: {note}"
         else:
             (tmp / "theirs").mkdir()
-            r = subprocess.run([str(py), "-c", REMBG_LOOP, str(photos), str(tmp / "theirs")],
-                               capture_output=True, text=True, env={**os.environ, **env},
-                               check=True)
+            r = subprocess.run(
+                [str(py), "-c", REMBG_LOOP, str(photos), str(tmp / "theirs")],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **env},
+                check=True,
+            )
             speed, rss = (float(x) for x in r.stdout.split())
-            result.update(rembg_u2netp_photos_per_s=round(speed, 2),
-                          rembg_peak_rss_mb=round(rss), rembg=note,
-                          speedup_over_rembg=round(result["personcut_photos_per_s"] / speed, 1))
+            result.update(
+                rembg_u2netp_photos_per_s=round(speed, 2),
+                rembg_peak_rss_mb=round(rss),
+                rembg=note,
+                speedup_over_rembg=round(result["personcut_photos_per_s"] / speed, 1),
+            )
     return result
 
 
@@ -132,8 +150,14 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("personcut / Pillow re-save")
     ax.set_title("JPEG in, PNG out: personcut's time over Pillow's")
     for i, r in enumerate(rows):
-        ax.text(i, r["ratio"], f"{r['ratio']:.2f}\n{r['personcut_ms']:.0f} ms", ha="center",
-                va="bottom", fontsize=8)
+        ax.text(
+            i,
+            r["ratio"],
+            f"{r['ratio']:.2f}\n{r['personcut_ms']:.0f} ms",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylim(0, max(1.2, max(r["ratio"] for r in rows) * 1.3))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -160,15 +184,26 @@ def main() -> int:
     print(folders, flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps(
-        {"model": seg.path.name, "photos": rows, "folders": folders,
-         "peak_rss_mb_single_photos": round(peak)}, indent=1) + "\n")
+    (args.out / "speed.json").write_text(
+        json.dumps(
+            {
+                "model": seg.path.name,
+                "photos": rows,
+                "folders": folders,
+                "peak_rss_mb_single_photos": round(peak),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     plot(rows, args.out / "speed.png")
     print("| MP | Pillow decode + PNG save | personcut end to end | ratio | ms per MP |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['megapixels']:g} | {r['pillow_ms']:.0f} ms | {r['personcut_ms']:.0f} ms | "
-              f"{r['ratio']:.2f} | {r['ms_per_megapixel']:.0f} |")
+        print(
+            f"| {r['megapixels']:g} | {r['pillow_ms']:.0f} ms | {r['personcut_ms']:.0f} ms | "
+            f"{r['ratio']:.2f} | {r['ms_per_megapixel']:.0f} |"
+        )
     return 0
 
 

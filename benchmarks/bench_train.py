@@ -26,16 +26,20 @@ from personcut.model import UNet, flops_per_image
 SETTINGS = ["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"]
 
 
-def measure(width: int, setting: str, size: int, batch: int, steps: int,
-            device: torch.device) -> dict:
+def measure(
+    width: int, setting: str, size: int, batch: int, steps: int, device: torch.device
+) -> dict:
     torch.manual_seed(0)
     model = UNet(ModelConfig(width=width)).to(device)
     cl = "channels_last" in setting
     if cl:
         model = model.to(memory_format=torch.channels_last)
     runner = torch.compile(model) if "compile" in setting else model
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in setting
-           else contextlib.nullcontext())
+    amp = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if "bf16" in setting
+        else contextlib.nullcontext()
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.rand(batch, 3, size, size, device=device)
     y = (torch.rand(batch, 1, size, size, device=device) > 0.5).long()
@@ -84,7 +88,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--settings", nargs="+", default=SETTINGS, choices=SETTINGS)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_speed.json")
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "train_speed.json"
+    )
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
@@ -92,8 +98,10 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     rows = []
     print(f"device: {name}, torch {torch.__version__}, {args.size}x{args.size}, batch {args.batch}")
-    print("| width | setting | GFLOPs/img (fwd) | train img/s | infer img/s | train TFLOP/s "
-          "| infer TFLOP/s |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| width | setting | GFLOPs/img (fwd) | train img/s | infer img/s | train TFLOP/s "
+        "| infer TFLOP/s |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
     for width in args.widths:
         for setting in args.settings:
             try:
@@ -102,12 +110,15 @@ def main() -> None:
                 print(f"| {width} | {setting} | failed: {type(exc).__name__}: {exc} |||||")
                 continue
             rows.append(r)
-            print(f"| {width} | {setting} | {r['gflops_fwd']:.1f} | {r['train_img_s']:.1f} | "
-                  f"{r['infer_img_s']:.1f} | {r['train_tflops']:.2f} | {r['infer_tflops']:.2f} |",
-                  flush=True)
+            print(
+                f"| {width} | {setting} | {r['gflops_fwd']:.1f} | {r['train_img_s']:.1f} | "
+                f"{r['infer_img_s']:.1f} | {r['train_tflops']:.2f} | {r['infer_tflops']:.2f} |",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows},
-                                   indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "astronaut.jpg"
 
 
-def make_clip(path: Path, height: int, seconds: float, fps: int = 30, pan: float = 2.0,
-              noise: float = 0.0) -> Path:
+def make_clip(
+    path: Path, height: int, seconds: float, fps: int = 30, pan: float = 2.0, noise: float = 0.0
+) -> Path:
     import av
 
     width = round(height * 16 / 9) // 2 * 2
@@ -78,8 +79,14 @@ def alphas_of(clip: Path, smoothing: float, segmenter) -> list[np.ndarray]:
     video.TemporalFilter.__call__ = spy
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            video.remove_video(clip, Path(tmp) / "m.mp4", segmenter=segmenter, mask=True,
-                               smoothing=smoothing, progress=False)
+            video.remove_video(
+                clip,
+                Path(tmp) / "m.mp4",
+                segmenter=segmenter,
+                mask=True,
+                smoothing=smoothing,
+                progress=False,
+            )
     finally:
         video.TemporalFilter.__call__ = real
     return seen
@@ -104,12 +111,21 @@ def main() -> int:
             clip = make_clip(tmp / f"in{height}.mp4", height, args.seconds)
             for name, options in (("webm", {}), ("mp4", {"bg": "white"})):
                 start = time.perf_counter()
-                stats = remove_video(clip, tmp / f"out{height}.{name}", segmenter=seg,
-                                     progress=False, **options)
+                stats = remove_video(
+                    clip, tmp / f"out{height}.{name}", segmenter=seg, progress=False, **options
+                )
                 seconds = time.perf_counter() - start
-                rows.append({"height": height, "width": stats["width"], "output": name,
-                             "frames": stats["frames"], "seconds": round(seconds, 2),
-                             "fps": round(stats["frames"] / seconds, 1), "audio": stats["audio"]})
+                rows.append(
+                    {
+                        "height": height,
+                        "width": stats["width"],
+                        "output": name,
+                        "frames": stats["frames"],
+                        "seconds": round(seconds, 2),
+                        "fps": round(stats["frames"] / seconds, 1),
+                        "audio": stats["audio"],
+                    }
+                )
                 print(rows[-1], flush=True)
         still = make_clip(tmp / "still.mp4", 360, 1.0, pan=0.0, noise=6.0)
         moving = make_clip(tmp / "moving.mp4", 360, 1.0, pan=4.0)
@@ -119,15 +135,20 @@ def main() -> int:
             steadiness[f"flicker_smoothing_{smoothing}"] = round(flicker(raw_still), 5)
         plain, filtered = alphas_of(moving, 0.0, seg), alphas_of(moving, 0.6, seg)
         lags = []
-        for prev, cur, f in zip(plain[:-1], plain[1:], filtered[1:]):
+        for prev, cur, f in zip(plain[:-1], plain[1:], filtered[1:], strict=True):
             moved = np.abs(cur - prev) > 0.3
             if moved.any():
                 lags.append(float(np.abs(f - cur)[moved].mean()))
         steadiness["lag_on_moving_edges"] = round(float(np.mean(lags)) if lags else 0.0, 4)
         print(steadiness)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"model": seg.path.name, "working_size": seg.info.working_size, "rows": rows,
-              "steadiness": steadiness, "peak_rss_mb": round(peak)}
+    result = {
+        "model": seg.path.name,
+        "working_size": seg.info.working_size,
+        "rows": rows,
+        "steadiness": steadiness,
+        "peak_rss_mb": round(peak),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print("| frames | output | frames/s | s |\n| --- | --- | --- | --- |")

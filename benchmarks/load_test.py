@@ -45,8 +45,11 @@ async def fire(url: str, body: bytes, n: int, concurrency: int, deadline: float,
                     return
                 start = time.perf_counter()
                 try:
-                    r = await client.post(url + "/api/remove", content=body,
-                                          headers={"content-type": "application/octet-stream"})
+                    r = await client.post(
+                        url + "/api/remove",
+                        content=body,
+                        headers={"content-type": "application/octet-stream"},
+                    )
                     codes[r.status_code] += 1
                     if r.status_code == 200:
                         latencies.append(time.perf_counter() - start)
@@ -83,11 +86,16 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        flags = [f for name in ("workers", "queue") if getattr(args, name) is not None
-                 for f in (f"--{name}", str(getattr(args, name)))]
+        flags = [
+            f
+            for name in ("workers", "queue")
+            if getattr(args, name) is not None
+            for f in (f"--{name}", str(getattr(args, name)))
+        ]
         proc = subprocess.Popen(
             [sys.executable, "-m", "personcut", "serve", "--port", str(port), *flags],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         for _ in range(200):
@@ -112,12 +120,19 @@ def main() -> int:
     lat.sort()
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0)
     report = {
-        "requests": args.requests, "concurrency": args.concurrency, "image": args.image.name,
-        "workers": args.workers or "default", "queue": args.queue or "default",
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "image": args.image.name,
+        "workers": args.workers or "default",
+        "queue": args.queue or "default",
         "codes": {str(k): v for k, v in codes.items()},
-        "ok": len(lat), "p50_ms": pct(0.5), "p95_ms": pct(0.95),
-        "throughput_ok_per_s": len(lat) / wall, "wall_s": wall,
-        "server_rss_mb_before": before, "server_rss_mb_after": after,
+        "ok": len(lat),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "throughput_ok_per_s": len(lat) / wall,
+        "wall_s": wall,
+        "server_rss_mb_before": before,
+        "server_rss_mb_after": after,
     }
     print(json.dumps(report, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,10 @@ def load_tool(tool: str):
         from rembg import new_session, remove
 
         session = new_session(tool.removeprefix("rembg-"))
-        return lambda rgb: np.asarray(
-            remove(Image.fromarray(rgb), session=session, only_mask=True), np.float32
-        ) / 255.0
+        return lambda rgb: (
+            np.asarray(remove(Image.fromarray(rgb), session=session, only_mask=True), np.float32)
+            / 255.0
+        )
     raise SystemExit(f"unknown tool {tool}")
 
 

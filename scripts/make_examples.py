@@ -49,7 +49,7 @@ def main() -> None:
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     x = pad
-    for title, im in zip(("photo", "cutout (over a checkerboard)", "mask"), rows[0]):
+    for title, im in zip(("photo", "cutout (over a checkerboard)", "mask"), rows[0], strict=True):
         draw.text((x + 4, 6), title, fill=(40, 40, 40))
         x += im.width + pad
     y = label_h

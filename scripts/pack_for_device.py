@@ -65,8 +65,9 @@ def main() -> int:
     args = p.parse_args()
     for name in args.sets:
         if not (args.data / name).is_dir():
-            raise SystemExit(f"{args.data / name}: not a folder "
-                             "(is ../shared/data beside the repo?)")
+            raise SystemExit(
+                f"{args.data / name}: not a folder (is ../shared/data beside the repo?)"
+            )
         pack_folder(args.data / name, args.out / name, args.quality)
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"{args.out}: {size / 2**20:.1f} MiB (the device carries 64 MiB with the working tree)")

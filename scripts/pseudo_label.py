@@ -64,7 +64,9 @@ def run_teacher(tool: str, images: list[Path], out: Path, cache: Path) -> None:
     print(f"{tool} ({note}): {len(todo)} images", flush=True)
     proc = subprocess.Popen(
         [str(py), str(ROOT / "benchmarks" / "rival_worker.py"), tool, str(listing), str(out)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     )
     with tqdm(total=len(todo), desc=tool) as bar:
         for line in proc.stdout:  # one JSON line per image
@@ -74,9 +76,7 @@ def run_teacher(tool: str, images: list[Path], out: Path, cache: Path) -> None:
         raise SystemExit(f"teacher {tool} failed (exit {proc.returncode})")
 
 
-def combine(
-    probs: list[np.ndarray], low: float, high: float
-) -> tuple[np.ndarray, np.ndarray]:
+def combine(probs: list[np.ndarray], low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
     """(person bool, ignore bool) from the teachers' probabilities."""
     stack = np.stack(probs)
     mean = stack.mean(0)
@@ -96,10 +96,18 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
     parser.add_argument("--low", type=float, default=0.25)
     parser.add_argument("--high", type=float, default=0.75)
-    parser.add_argument("--max-ignore", type=float, default=0.25,
-                        help="drop a photo whose unsure area exceeds this share of its person")
-    parser.add_argument("--min-person", type=float, default=0.02,
-                        help="drop a photo whose person covers less than this share")
+    parser.add_argument(
+        "--max-ignore",
+        type=float,
+        default=0.25,
+        help="drop a photo whose unsure area exceeds this share of its person",
+    )
+    parser.add_argument(
+        "--min-person",
+        type=float,
+        default=0.02,
+        help="drop a photo whose person covers less than this share",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N photos per pack (0: all)")
     args = parser.parse_args()
 
@@ -107,8 +115,9 @@ def main() -> int:
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     report: dict[str, dict] = {}
     for pack in args.packs:
-        images = sorted(p for p in (args.data / pack).iterdir()
-                        if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        images = sorted(
+            p for p in (args.data / pack).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        )
         if args.limit:
             images = images[: args.limit]
         teachers = PACKS[pack]
@@ -132,8 +141,12 @@ def main() -> int:
             Image.fromarray(person).save(args.out / "masks" / f"{path.stem}.png", optimize=True)
             Image.fromarray(ignore).save(args.out / "ignore" / f"{path.stem}.png", optimize=True)
             kept += 1
-        report[pack] = {"photos": len(images), "kept": kept, "dropped": dropped,
-                        "teachers": teachers}
+        report[pack] = {
+            "photos": len(images),
+            "kept": kept,
+            "dropped": dropped,
+            "teachers": teachers,
+        }
         print(f"{pack}: kept {kept} of {len(images)}, dropped {dropped}")
     settings = {k: getattr(args, k) for k in ("low", "high", "max_ignore", "min_person")}
     (args.out / "pseudo_labels.json").write_text(

@@ -30,25 +30,41 @@ def read_history(run: Path) -> list[dict[str, Any]]:
     rather than last.pt keeps optimizer state out of memory and lets runs brought back from a
     GPU machine without their .pt files be shipped."""
     with open(run / "metrics.csv", newline="") as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
-                for row in csv.DictReader(f)]
+        return [
+            {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+            for row in csv.DictReader(f)
+        ]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run", type=Path, help="training output folder (best.safetensors, metrics.csv)")
     p.add_argument("--fp16", action="store_true")
-    p.add_argument("--working-size", type=int,
-                   help="long side the shipped model runs at (default: the run's eval_size)")
-    p.add_argument("--stages", type=Path, nargs="+",
-                   help="all training runs that led to RUN, in order (RUN last), for the curves "
-                   "and the epoch count")
+    p.add_argument(
+        "--working-size",
+        type=int,
+        help="long side the shipped model runs at (default: the run's eval_size)",
+    )
+    p.add_argument(
+        "--stages",
+        type=Path,
+        nargs="+",
+        help="all training runs that led to RUN, in order (RUN last), for the curves "
+        "and the epoch count",
+    )
     p.add_argument("--recipe", default="bash scripts/train_default.sh")
-    p.add_argument("--prior-epochs", type=int, default=0,
-                   help="epochs of earlier stages whose runs are not at hand (their weights "
-                   "were RUN's train.init)")
-    p.add_argument("--name", default="personcut",
-                   help="file name in the package: personcut (the default model) or another")
+    p.add_argument(
+        "--prior-epochs",
+        type=int,
+        default=0,
+        help="epochs of earlier stages whose runs are not at hand (their weights "
+        "were RUN's train.init)",
+    )
+    p.add_argument(
+        "--name",
+        default="personcut",
+        help="file name in the package: personcut (the default model) or another",
+    )
     args = p.parse_args()
     stages = [read_history(run) for run in [*(args.stages or [])[:-1], args.run]]
     # best.safetensors holds the epoch with the best validation person IoU (first of ties)
@@ -61,8 +77,7 @@ def main() -> int:
     metadata = {
         "recipe": args.recipe,
         # epochs of the earlier stages, plus this stage's up to its best checkpoint
-        "epochs_trained": args.prior_epochs + sum(len(h) for h in stages[:-1])
-        + best["epoch"] + 1,
+        "epochs_trained": args.prior_epochs + sum(len(h) for h in stages[:-1]) + best["epoch"] + 1,
         "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
     WEIGHTS.mkdir(exist_ok=True)
@@ -74,8 +89,10 @@ def main() -> int:
     shutil.copyfile(weights, WEIGHTS / f"{args.name}.safetensors")
     curves = "training_curves.png" if args.name == "personcut" else f"{args.name}_curves.png"
     training_curves(history, WEIGHTS / curves, tuple(starts))
-    print(f"shipped epoch {best['epoch']} ({info['parameters']} parameters, parity "
-          f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}")
+    print(
+        f"shipped epoch {best['epoch']} ({info['parameters']} parameters, parity "
+        f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}"
+    )
     return 0
 
 

@@ -42,10 +42,18 @@ def tiny_config(data: Path, out: Path, **train):
 
     return Config(
         model=ModelConfig(width=4, depth=2),
-        data=DataConfig(train=[str(data)], val=[str(data)], crop_size=32, eval_size=48,
-                        rotate_degrees=0),
-        train=TrainConfig(out_dir=str(out), epochs=1, batch_size=4, num_workers=0, lr=1e-2,
-                          warmup_epochs=0.0, **train),
+        data=DataConfig(
+            train=[str(data)], val=[str(data)], crop_size=32, eval_size=48, rotate_degrees=0
+        ),
+        train=TrainConfig(
+            out_dir=str(out),
+            epochs=1,
+            batch_size=4,
+            num_workers=0,
+            lr=1e-2,
+            warmup_epochs=0.0,
+            **train,
+        ),
     )
 
 
@@ -74,11 +82,16 @@ def png_bomb(path: Path, side: int = 50_000) -> Path:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
     body = zlib.compress(b"\0" * (side + 1) * 4)  # a few rows; the rest is missing
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
     return path

@@ -32,9 +32,18 @@ def free_port() -> int:
 def server(tiny_onnx):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "personcut", "serve", "--port", str(port),
-         "--model", str(tiny_onnx)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "personcut",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            str(tiny_onnx),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -58,8 +67,14 @@ def test_upload_see_cutout_and_download(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(accept_downloads=True)
         page.goto(server + "/")
@@ -67,7 +82,8 @@ def test_upload_see_cutout_and_download(server, tmp_path):
         page.set_input_files("#file", str(SAMPLE))
         page.wait_for_function(
             "document.getElementById('result').complete && "
-            "document.getElementById('result').naturalWidth > 0", timeout=30_000
+            "document.getElementById('result').naturalWidth > 0",
+            timeout=30_000,
         )
         size = page.evaluate(
             "[document.getElementById('result').naturalWidth,"

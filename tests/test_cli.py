@@ -96,7 +96,9 @@ def test_empty_folder_and_missing_file(tmp_path, tiny_onnx, capsys):
 def test_stdin_to_stdout(photos, tiny_onnx):
     result = subprocess.run(
         [sys.executable, "-m", "personcut", "remove", "-", "--model", str(tiny_onnx)],
-        input=(photos / "a.jpg").read_bytes(), capture_output=True, check=True,
+        input=(photos / "a.jpg").read_bytes(),
+        capture_output=True,
+        check=True,
     )
     assert result.stdout[:4] == b"\x89PNG"
 
@@ -105,14 +107,45 @@ def test_train_and_evaluate_commands(folder_data, tmp_path, capsys):
     import json
 
     out = tmp_path / "run"
-    code = main(["train", "--out", str(out), "--set", f"data.train=[{folder_data}]",
-                 "--set", "model.width=4", "--set", "model.depth=2", "--set", "train.epochs=1",
-                 "--set", "train.batch_size=4", "--set", "train.num_workers=0",
-                 "--set", "data.crop_size=32", "--set", "data.eval_size=32"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--set",
+            f"data.train=[{folder_data}]",
+            "--set",
+            "model.width=4",
+            "--set",
+            "model.depth=2",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.num_workers=0",
+            "--set",
+            "data.crop_size=32",
+            "--set",
+            "data.eval_size=32",
+        ]
+    )
     assert code == 0 and (out / "last.pt").is_file()
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(out / "last.pt"), "--data", str(folder_data),
-                 "--sheet", str(tmp_path / "sheet.png")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out / "last.pt"),
+                "--data",
+                str(folder_data),
+                "--sheet",
+                str(tmp_path / "sheet.png"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert {"person_iou", "miou", "bce", "by_source"} <= result.keys()
     assert result["images"] == 12 and (tmp_path / "sheet.png").is_file()
@@ -139,9 +172,21 @@ def test_several_inputs_into_a_file_name_are_refused(photos, tiny_onnx, tmp_path
 def test_stdin_in_a_batch_goes_into_the_folder(photos, tiny_onnx, tmp_path):
     out = tmp_path / "out"
     code = subprocess.run(
-        [sys.executable, "-m", "personcut", "remove", "--model", str(tiny_onnx), "-q", "-",
-         str(photos / "b.png"), "-o", str(out)],
-        stdin=open(photos / "a.jpg", "rb"), capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "personcut",
+            "remove",
+            "--model",
+            str(tiny_onnx),
+            "-q",
+            "-",
+            str(photos / "b.png"),
+            "-o",
+            str(out),
+        ],
+        stdin=open(photos / "a.jpg", "rb"),
+        capture_output=True,
     ).returncode
     assert code == 0 and sorted(p.name for p in out.iterdir()) == ["b.png", "stdin.png"]
 
@@ -149,7 +194,9 @@ def test_stdin_in_a_batch_goes_into_the_folder(photos, tiny_onnx, tmp_path):
 def test_closed_stdin_is_a_clear_error(tiny_onnx):
     r = subprocess.run(
         f'"{sys.executable}" -m personcut remove --model "{tiny_onnx}" - <&-',
-        shell=True, capture_output=True, text=True,
+        shell=True,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1 and "standard input is closed" in r.stderr
     assert "Traceback" not in r.stderr

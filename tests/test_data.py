@@ -34,21 +34,57 @@ def coco_pack(tmp_path):
     anns = [
         # polygon covering the pixel block x 2..7, y 3..8 (pycocotools rasterises polygons
         # with pixel centres; the expectation below was derived from that rule by hand)
-        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 36.0,
-         "segmentation": [[2, 3, 8, 3, 8, 9, 2, 9]], "bbox": [2, 3, 6, 6]},
-        {"id": 2, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 40.0,
-         "segmentation": rle, "bbox": [20, 10, 8, 5]},
-        {"id": 3, "image_id": 2, "category_id": 1, "iscrowd": 1, "area": 50.0,
-         "segmentation": crowd_rle, "bbox": [0, 0, 10, 5]},
-        {"id": 4, "image_id": 4, "category_id": 1, "iscrowd": 0, "area": 4.0,
-         "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]], "bbox": [0, 0, 2, 2]},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 36.0,
+            "segmentation": [[2, 3, 8, 3, 8, 9, 2, 9]],
+            "bbox": [2, 3, 6, 6],
+        },
+        {
+            "id": 2,
+            "image_id": 2,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 40.0,
+            "segmentation": rle,
+            "bbox": [20, 10, 8, 5],
+        },
+        {
+            "id": 3,
+            "image_id": 2,
+            "category_id": 1,
+            "iscrowd": 1,
+            "area": 50.0,
+            "segmentation": crowd_rle,
+            "bbox": [0, 0, 10, 5],
+        },
+        {
+            "id": 4,
+            "image_id": 4,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 4.0,
+            "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]],
+            "bbox": [0, 0, 2, 2],
+        },
         # another category never enters the mask
-        {"id": 5, "image_id": 3, "category_id": 2, "iscrowd": 0, "area": 100.0,
-         "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "bbox": [0, 0, 10, 10]},
+        {
+            "id": 5,
+            "image_id": 3,
+            "category_id": 2,
+            "iscrowd": 0,
+            "area": 100.0,
+            "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            "bbox": [0, 0, 10, 10],
+        },
     ]
     data = {
-        "images": [{"id": i, "file_name": f"{i:03d}.jpg", "height": h, "width": w}
-                   for i in range(1, 5)],
+        "images": [
+            {"id": i, "file_name": f"{i:03d}.jpg", "height": h, "width": w} for i in range(1, 5)
+        ],
         "annotations": anns,
         "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
     }
@@ -207,7 +243,7 @@ def _people_pack(root, n=6):
         image = np.full((40, 30, 3), 20, np.uint8)
         mask = np.zeros((40, 30), np.uint8)
         # Some people are thin: turned to lie down they are far wider than the frame.
-        mask[1:39, 10:20 if i % 2 else 12] = 255
+        mask[1:39, 10 : 20 if i % 2 else 12] = 255
         image[mask > 0] = 200
         Image.fromarray(image).save(root / "images" / f"p-{i}.png")
         Image.fromarray(mask).save(root / "masks" / f"p-{i}.png")

@@ -69,13 +69,27 @@ def test_tiny_model_learns(folder_data):
 
 
 def test_run_writes_checkpoint_metrics_and_pictures(tiny_run):
-    for name in ("last.pt", "best.pt", "best.safetensors", "config.yaml", "metrics.csv",
-                 "curves.png", "val_predictions.png", "train.log"):
+    for name in (
+        "last.pt",
+        "best.pt",
+        "best.safetensors",
+        "config.yaml",
+        "metrics.csv",
+        "curves.png",
+        "val_predictions.png",
+        "train.log",
+    ):
         assert (tiny_run / name).is_file(), name
     rows = list(csv.DictReader((tiny_run / "metrics.csv").open()))
     assert len(rows) == 1
-    for key in ("train_loss", "val_person_iou", "val_miou", "val_bce",
-                "val_alpha_person_iou", "val_beta_person_iou"):
+    for key in (
+        "train_loss",
+        "val_person_iou",
+        "val_miou",
+        "val_bce",
+        "val_alpha_person_iou",
+        "val_beta_person_iou",
+    ):
         assert 0 <= float(rows[0][key]) < 10, key
     assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -116,8 +130,9 @@ def test_config_value_of_the_wrong_type_is_named():
     assert cfg.model.mean == (0.0, 0.5, 1.0)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert cfg.train.epochs >= 1 and cfg.data.train
@@ -148,7 +163,8 @@ def test_lite0_run_with_scenes_starts_from_imagenet_and_exports(folder_data, tmp
     rng = np.random.default_rng(0)
     for i in range(2):
         Image.fromarray(rng.integers(0, 90, (40, 50, 3), dtype=np.uint8)).save(
-            backgrounds / f"{i}.jpg")
+            backgrounds / f"{i}.jpg"
+        )
     config = tiny_config(folder_data, tmp_path / "run", max_steps_per_epoch=2)
     config.model = ModelConfig(encoder="efficientnet_lite0", width=4, depth=5)
     config.data.backgrounds = str(backgrounds)

@@ -52,8 +52,9 @@ def test_levels_clear_faint_doubts_and_keep_the_half_threshold(tiny_onnx, photo)
     assert np.all(out[raw <= low] == 0.0) and np.all(out[raw >= high] == 1.0)
     assert np.allclose(out, levels(raw, low, high))
     assert np.array_equal(out >= 0.5, raw >= 0.5)
-    assert np.allclose(levels(np.array([0.0, 0.25, 0.5, 0.75, 1.0]), 0.25, 0.75),
-                       [0.0, 0.0, 0.5, 1.0, 1.0])
+    assert np.allclose(
+        levels(np.array([0.0, 0.25, 0.5, 0.75, 1.0]), 0.25, 0.75), [0.0, 0.0, 0.5, 1.0, 1.0]
+    )
     with pytest.raises(ValueError, match="levels"):
         Segmenter(tiny_onnx, alpha_levels=(0.6, 0.4))
 
@@ -175,9 +176,11 @@ def test_importing_personcut_keeps_pillows_bomb_guard():
     import subprocess
     import sys
 
-    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import personcut, "
-            "personcut.imaging, personcut.cli; assert Image.MAX_IMAGE_PIXELS == before, "
-            "Image.MAX_IMAGE_PIXELS; print('kept', before)")
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import personcut, "
+        "personcut.imaging, personcut.cli; assert Image.MAX_IMAGE_PIXELS == before, "
+        "Image.MAX_IMAGE_PIXELS; print('kept', before)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and "kept" in out.stdout, out.stderr
 
@@ -195,9 +198,14 @@ def test_cutout_options_are_checked_once_for_every_entry_point():
     from personcut.cutout import CutoutOptions, OptionError
 
     assert CutoutOptions(format="jpg", bg="white").format == "JPEG"
-    for bad, match in [(dict(blur=float("inf")), "blur"), (dict(blur=2000), "blur"),
-                       (dict(threshold=5), "threshold"), (dict(bg="nocolour"), "bg"),
-                       (dict(format="gif"), "format"), (dict(format="jpeg"), "JPEG")]:
+    for bad, match in [
+        (dict(blur=float("inf")), "blur"),
+        (dict(blur=2000), "blur"),
+        (dict(threshold=5), "threshold"),
+        (dict(bg="nocolour"), "bg"),
+        (dict(format="gif"), "format"),
+        (dict(format="jpeg"), "JPEG"),
+    ]:
         with pytest.raises(OptionError, match=match):
             CutoutOptions(**bad)
 
@@ -208,8 +216,12 @@ def test_cutout_many_keeps_order_and_goes_on_after_a_bad_photo(seg, photo, tmp_p
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     images = [photo, bad, photo, photo]
-    options = [CutoutOptions(), CutoutOptions(), CutoutOptions(mask=True, format="jpeg"),
-               CutoutOptions(format="webp")]
+    options = [
+        CutoutOptions(),
+        CutoutOptions(),
+        CutoutOptions(mask=True, format="jpeg"),
+        CutoutOptions(format="webp"),
+    ]
     results = list(cutout_many(seg, images, options, batch_size=2))
     assert [i for i, _ in results] == [0, 1, 2, 3]
     assert isinstance(results[1][1], ImageError)
@@ -250,9 +262,10 @@ def test_fast_guided_filter_matches_the_reference_formula():
     a = (_box(g_low * prob, 2) - mean_i * mean_p) / (_box(g_low * g_low, 2) - mean_i**2 + 1e-3)
     b = mean_p - a * mean_i
     a, b = _box(a, 2), _box(b, 2)
-    up = [np.asarray(Image.fromarray(x.astype(np.float32), "F").resize((97, 71),
-                                                                      Image.BILINEAR))
-          for x in (a, b)]
+    up = [
+        np.asarray(Image.fromarray(x.astype(np.float32), "F").resize((97, 71), Image.BILINEAR))
+        for x in (a, b)
+    ]
     reference = levels(np.clip(up[0] * g_full + up[1], 0, 1), *ALPHA_LEVELS)
     gray8 = np.asarray(Image.fromarray(full).convert("L"))
     fast = guided_upsample(prob, g_low, gray8, stretch=ALPHA_LEVELS)

@@ -36,8 +36,15 @@ def test_structure_matches_the_paper():
 def test_classic_keeps_the_state_dict_names_of_earlier_models():
     # Models shipped before the encoder could be chosen must still load.
     names = set(UNet(ModelConfig(width=4, depth=2)).state_dict())
-    assert {"encoder.0.0.weight", "encoder.2.3.weight", "decoder.0.up.weight",
-            "decoder.1.conv.0.weight", "head.weight", "mean", "std"} <= names
+    assert {
+        "encoder.0.0.weight",
+        "encoder.2.3.weight",
+        "decoder.0.up.weight",
+        "decoder.1.conv.0.weight",
+        "head.weight",
+        "mean",
+        "std",
+    } <= names
 
 
 def test_encoder_sets_its_normalisation_and_depth():

@@ -38,8 +38,9 @@ def test_multipart_and_raw_body(client):
     r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert open_image(r).mode == "RGBA" and open_image(r).size == (40, 30)
-    raw = client.post("/api/remove", content=png_bytes(),
-                      headers={"content-type": "application/octet-stream"})
+    raw = client.post(
+        "/api/remove", content=png_bytes(), headers={"content-type": "application/octet-stream"}
+    )
     assert raw.status_code == 200 and raw.content == r.content
 
 
@@ -60,8 +61,11 @@ def test_options(client, params, mode, ctype):
 
 
 def test_form_options_and_crop(client):
-    r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")},
-                    data={"bg": "white", "crop": "true"})
+    r = client.post(
+        "/api/remove",
+        files={"file": ("a.png", png_bytes(), "image/png")},
+        data={"bg": "white", "crop": "true"},
+    )
     assert r.status_code == 200 and open_image(r).mode == "RGB"
 
 
@@ -102,10 +106,16 @@ def test_api_key(seg):
     assert client.post("/api/remove", content=png_bytes()).status_code == 401
     bad = client.post("/api/remove", content=png_bytes(), headers={"X-API-Key": "nope"})
     assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
-    assert client.post("/api/remove", content=png_bytes(),
-                       headers={"X-API-Key": "s3cret"}).status_code == 200
-    assert client.post("/api/remove", content=png_bytes(),
-                       headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert (
+        client.post("/api/remove", content=png_bytes(), headers={"X-API-Key": "s3cret"}).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            "/api/remove", content=png_bytes(), headers={"Authorization": "Bearer s3cret"}
+        ).status_code
+        == 200
+    )
     assert client.get("/api/health").status_code == 200  # only /api/remove is guarded
 
 
@@ -144,13 +154,22 @@ def test_full_queue_gives_503_with_retry_after_and_timeouts_504(seg):
     assert client.post("/api/remove", content=png_bytes()).status_code == 200
 
 
-@pytest.mark.parametrize("field, value", [
-    ("blur", "inf"), ("blur", "nan"), ("blur", "2000"), ("blur", "-1"),
-    ("threshold", "5"), ("threshold", "nan"), ("threshold", "-0.5"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("blur", "inf"),
+        ("blur", "nan"),
+        ("blur", "2000"),
+        ("blur", "-1"),
+        ("threshold", "5"),
+        ("threshold", "nan"),
+        ("threshold", "-0.5"),
+    ],
+)
 def test_form_options_are_checked_like_query_options(client, field, value):
-    r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")},
-                    data={field: value})
+    r = client.post(
+        "/api/remove", files={"file": ("a.png", png_bytes(), "image/png")}, data={field: value}
+    )
     assert r.status_code == 422, r.text
     assert r.json()["error"] == "invalid_option" and field in r.json()["detail"]
     q = client.post("/api/remove", params={field: value}, content=png_bytes())
@@ -174,8 +193,10 @@ def test_chunked_multipart_upload_stops_at_the_limit(client, monkeypatch):
     boundary = "xyz"
 
     def body():
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
         yield head
         for _ in range(200):  # 200 x 64 kB = 12.8 MB against a 200 kB limit
             yield b"\0" * 65536
@@ -191,8 +212,11 @@ def test_chunked_multipart_upload_stops_at_the_limit(client, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", spy)
-    r = client.post("/api/remove", content=body(),
-                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    r = client.post(
+        "/api/remove",
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert r.status_code == 413 and r.json()["error"] == "too_large"
     assert not spooled  # (the test client sends the whole body; a real server stops early)
 
@@ -223,9 +247,20 @@ def live_server(tiny_onnx):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "personcut", "serve", "--port", str(port), "--model",
-         str(tiny_onnx), "--read-timeout", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "personcut",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            str(tiny_onnx),
+            "--read-timeout",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         try:
@@ -250,6 +285,8 @@ def test_slow_clients_are_let_go(live_server):
     assert time.monotonic() - start < 4
     # Slow body: headers promise 1000 bytes, 10 arrive; the answer is 408.
     body = socket.create_connection(("127.0.0.1", live_server), timeout=5)
-    body.sendall(b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                 b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
+    body.sendall(
+        b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b"x" * 10
+    )
     assert b" 408 " in body.recv(200).split(b"\r\n")[0] + b" "

@@ -15,13 +15,21 @@ from personcut.video import OptionError, VideoError, flicker, remove_video  # no
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
-def make_clip(path: Path, frames: int = 6, size=(96, 64), pan: int = 2, audio: bool = True,
-              fps: int = 10, noise: float = 0.0) -> Path:
+def make_clip(
+    path: Path,
+    frames: int = 6,
+    size=(96, 64),
+    pan: int = 2,
+    audio: bool = True,
+    fps: int = 10,
+    noise: float = 0.0,
+) -> Path:
     """The sample photo panned by ``pan`` pixels a frame (0: a still scene), with camera-like
     noise of this standard deviation, H.264, with a sine tone as AAC."""
     rng = np.random.default_rng(0)
-    photo = Image.open(SAMPLE).convert("RGB").resize(
-        (size[0] + pan * frames, size[1] + pan * frames))
+    photo = (
+        Image.open(SAMPLE).convert("RGB").resize((size[0] + pan * frames, size[1] + pan * frames))
+    )
     a = np.asarray(photo)
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
@@ -50,9 +58,12 @@ def make_clip(path: Path, frames: int = 6, size=(96, 64), pan: int = 2, audio: b
 def probe(path: Path) -> dict:
     with av.open(str(path)) as c:
         v = c.streams.video[0]
-        return {"codec": v.codec_context.name, "size": (v.width, v.height),
-                "frames": sum(1 for _ in c.decode(video=0)),
-                "audio": [a.codec_context.name for a in c.streams.audio]}
+        return {
+            "codec": v.codec_context.name,
+            "size": (v.width, v.height),
+            "frames": sum(1 for _ in c.decode(video=0)),
+            "audio": [a.codec_context.name for a in c.streams.audio],
+        }
 
 
 def vp9_alpha(path: Path) -> list[np.ndarray]:
@@ -75,14 +86,17 @@ def clip(tmp_path_factory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
 
 
-@pytest.mark.parametrize("name, options, codec, audio", [
-    ("out.webm", {}, "vp9", ["opus"]),  # AAC cannot go into WebM: re-encoded
-    ("out.mov", {}, "prores", ["aac"]),
-    ("out.mp4", {"bg": "white"}, "h264", ["aac"]),
-    ("out.mkv", {"blur": 5}, "h264", ["aac"]),
-    ("out.gif", {"bg": "#00ff00"}, "gif", []),
-    ("mask.webm", {"mask": True}, "vp9", ["opus"]),
-])
+@pytest.mark.parametrize(
+    "name, options, codec, audio",
+    [
+        ("out.webm", {}, "vp9", ["opus"]),  # AAC cannot go into WebM: re-encoded
+        ("out.mov", {}, "prores", ["aac"]),
+        ("out.mp4", {"bg": "white"}, "h264", ["aac"]),
+        ("out.mkv", {"blur": 5}, "h264", ["aac"]),
+        ("out.gif", {"bg": "#00ff00"}, "gif", []),
+        ("mask.webm", {"mask": True}, "vp9", ["opus"]),
+    ],
+)
 def test_formats_keep_frames_size_and_audio(clip, seg, tmp_path, name, options, codec, audio):
     stats = remove_video(clip, tmp_path / name, segmenter=seg, progress=False, **options)
     info = probe(tmp_path / name)
@@ -120,13 +134,19 @@ def test_smoothing_steadies_a_still_scene(seg, tmp_path):
             out = real(self, alpha)
             into.append(out.copy())
             return out
+
         return spy
 
     for smoothing, into in ((0.0, rough), (0.6, steady)):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(video.TemporalFilter, "__call__", record(into))
-            remove_video(still, tmp_path / f"s{smoothing}.webm", segmenter=seg,
-                         smoothing=smoothing, progress=False)
+            remove_video(
+                still,
+                tmp_path / f"s{smoothing}.webm",
+                segmenter=seg,
+                smoothing=smoothing,
+                progress=False,
+            )
     assert flicker(steady) < flicker(rough)
 
 

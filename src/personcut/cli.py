@@ -56,8 +56,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         # The path users get: the Segmenter's resize, network and guided upsampling. The levels
         # step is left out: it does not move the 0.5 threshold (IoU is the same) but would make
         # the BCE meaningless.
-        seg = Segmenter(args.model, device=args.device, working_size=args.size,
-                        alpha_levels=None)
+        seg = Segmenter(args.model, device=args.device, working_size=args.size, alpha_levels=None)
         dataset = build_dataset(args.data, None, crowd="ignore")
         result = evaluate_segmenter(seg, dataset, dataset_groups(dataset))
         result["eval_size"] = seg.info.working_size
@@ -72,7 +71,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset = build_dataset(args.data, transform, crowd=config.data.crowd)
     loader = make_eval_loader(dataset, args.batch_size, args.num_workers, runtime)
     result = evaluate(
-        model.to(runtime.device), loader, runtime.device, groups=loader.groups,
+        model.to(runtime.device),
+        loader,
+        runtime.device,
+        groups=loader.groups,
         keep=args.sheet_images if args.sheet else 0,
     )
     examples = result.pop("examples", [])
@@ -86,30 +88,54 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train the U-Net", description="Train the U-Net on COCO "
-                       "and/or image/mask folders. Also runs under torchrun for several GPUs.")
+    p = sub.add_parser(
+        "train",
+        help="train the U-Net",
+        description="Train the U-Net on COCO "
+        "and/or image/mask folders. Also runs under torchrun for several GPUs.",
+    )
     p.add_argument("--config", type=Path, help="YAML config (defaults when omitted)")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set model.width=32 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set model.width=32 (repeatable)",
+    )
     p.add_argument("--out", help="output folder (same as --set train.out_dir=...)")
     p.add_argument("--init", help='start from weights: a .pt/.safetensors file or "shipped"')
     p.add_argument("--resume", type=Path, help="continue a run from its last.pt")
-    p.add_argument("--stop-after", type=int, metavar="N",
-                   help="stop after N epochs this time (continue later with --resume)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="stop after N epochs this time (continue later with --resume)",
+    )
     p.set_defaults(func=_train)
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="measure person IoU / 2-class mIoU on labelled data")
-    p.add_argument("--model", required=True, type=Path,
-                   help="checkpoint .pt or .safetensors (torch), .onnx or a shipped model's name "
-                   "(personcut, classic; scored through the Segmenter, as remove runs it)")
-    p.add_argument("--data", required=True, nargs="+",
-                   help="image/mask folders or COCO json (JSON or JSON:IMAGES_DIR)")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="checkpoint .pt or .safetensors (torch), .onnx or a shipped model's name "
+        "(personcut, classic; scored through the Segmenter, as remove runs it)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="image/mask folders or COCO json (JSON or JSON:IMAGES_DIR)",
+    )
     p.add_argument("--size", type=int, help="working size (long side); default: the model's")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="images per batch; above 1, images are padded to the largest of their "
-                   "batch, which the network sees but `remove` does not")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="images per batch; above 1, images are padded to the largest of their "
+        "batch, which the network sees but `remove` does not",
+    )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--sheet", type=Path, help="write an overlay sheet PNG here")
@@ -118,6 +144,7 @@ def _add_evaluate(sub) -> None:
 
 
 # ----------------------------------------------------------------------------------- remove
+
 
 @dataclass
 class Job:
@@ -159,12 +186,15 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
         if path.is_dir():
             pattern = "**/*" if args.recursive else "*"
             found = sorted(
-                p for p in path.glob(pattern)
+                p
+                for p in path.glob(pattern)
                 if p.is_file() and p.suffix.lower() in INPUT_EXTENSIONS and ".cutout." not in p.name
             )
             if not found:
-                errors.append(f"{path}: folder holds no images"
-                              + ("" if args.recursive else " (use -r to look in subfolders)"))
+                errors.append(
+                    f"{path}: folder holds no images"
+                    + ("" if args.recursive else " (use -r to look in subfolders)")
+                )
             sources.extend((p, path) for p in found)
         elif path.exists():
             sources.append((path, None))
@@ -181,8 +211,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
             errors.append(f"{out}: -o must name a folder when there are several inputs")
             return [], errors
         if not out_is_folder and out.suffix.lower() in FORMATS and not out.exists():
-            errors.append(f"{out}: -o names a file, but there are several inputs; "
-                          "give a folder")
+            errors.append(f"{out}: -o names a file, but there are several inputs; give a folder")
             return [], errors
         out.mkdir(parents=True, exist_ok=True)
     jobs = []
@@ -225,13 +254,22 @@ def _remove(args: argparse.Namespace) -> int:
         args.output = None
     from personcut.video import VIDEO_EXTENSIONS
 
-    videos = [i for i in args.inputs if i != "-" and Path(i).suffix.lower() in VIDEO_EXTENSIONS
-              and Path(i).is_file()]
+    videos = [
+        i
+        for i in args.inputs
+        if i != "-" and Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()
+    ]
     if videos:
         return _remove_videos(args, videos)
     try:  # a bad option fails before any work, with the message every entry point gives
-        options = CutoutOptions(mask=args.mask, bg=args.bg, bg_image=args.bg_image,
-                                blur=args.blur, crop=args.crop, threshold=args.threshold)
+        options = CutoutOptions(
+            mask=args.mask,
+            bg=args.bg,
+            bg_image=args.bg_image,
+            blur=args.blur,
+            crop=args.crop,
+            threshold=args.threshold,
+        )
         if args.bg_image:
             load_image(args.bg_image)
     except (OptionError, ValueError) as exc:
@@ -264,8 +302,9 @@ def _remove(args: argparse.Namespace) -> int:
 
     ok = 0
     bar = tqdm(total=len(jobs), desc="remove", unit="img", disable=len(jobs) < 2 or args.quiet)
-    results = cutout_many(segmenter, sources, job_options, max_pixels=args.max_pixels,
-                          batch_size=args.batch_size)
+    results = cutout_many(
+        segmenter, sources, job_options, max_pixels=args.max_pixels, batch_size=args.batch_size
+    )
     for i, result in results:
         job = jobs[i]
         bar.update()
@@ -315,10 +354,19 @@ def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
         else:
             dst = out
         try:
-            stats = remove_video(src, dst, segmenter=segmenter, mask=args.mask, bg=args.bg,
-                                 bg_image=args.bg_image, blur=args.blur,
-                                 threshold=args.threshold, smoothing=args.smoothing,
-                                 overwrite=args.overwrite, progress=not args.quiet)
+            stats = remove_video(
+                src,
+                dst,
+                segmenter=segmenter,
+                mask=args.mask,
+                bg=args.bg,
+                bg_image=args.bg_image,
+                blur=args.blur,
+                threshold=args.threshold,
+                smoothing=args.smoothing,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+            )
             log.info("%s -> %s: %d frames, audio %s", src, dst, stats["frames"], stats["audio"])
             ok += 1
         except (ValueError, OSError, ModuleNotFoundError) as exc:
@@ -337,29 +385,50 @@ INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 
 def _add_remove(sub) -> None:
     p = sub.add_parser(
-        "remove", help="remove the background behind people",
+        "remove",
+        help="remove the background behind people",
         description="Cut the people out of photos. One input: -o names the output file; several "
         "(or a folder): -o names a folder. Without -o, writes NAME.cutout.png beside each input.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or - (stdin)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (several)")
     p.add_argument("-r", "--recursive", action="store_true", help="look into subfolders")
-    p.add_argument("--format", choices=["png", "webp", "jpeg", "jpg"],
-                   help="output format (default: from -o's extension, else png)")
+    p.add_argument(
+        "--format",
+        choices=["png", "webp", "jpeg", "jpg"],
+        help="output format (default: from -o's extension, else png)",
+    )
     p.add_argument("--mask", action="store_true", help="write the 8-bit mask instead")
     p.add_argument("--bg", metavar="COLOR", help="opaque background colour (name or #hex)")
     p.add_argument("--bg-image", metavar="PATH", help="background picture (scaled to cover)")
-    p.add_argument("--blur", type=float, default=0.0, metavar="RADIUS",
-                   help="blur the photo's own background (portrait style)")
+    p.add_argument(
+        "--blur",
+        type=float,
+        default=0.0,
+        metavar="RADIUS",
+        help="blur the photo's own background (portrait style)",
+    )
     p.add_argument("--crop", action="store_true", help="trim to the people plus a margin")
     p.add_argument("--threshold", type=float, metavar="T", help="hard mask at probability T")
-    p.add_argument("--smoothing", type=float, default=0.6, metavar="S",
-                   help="clips: steady the matte of still people, 0 (off) to <1 (default 0.6)")
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.6,
+        metavar="S",
+        help="clips: steady the matte of still people, 0 (off) to <1 (default 0.6)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--max-pixels", type=int, default=100_000_000,
-                   help="refuse larger images (default 100 megapixels)")
-    p.add_argument("--model", help="model file (.onnx, .pt, .safetensors) or a shipped "
-                   "model's name (classic: the paper's U-Net); default: the shipped model")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=100_000_000,
+        help="refuse larger images (default 100 megapixels)",
+    )
+    p.add_argument(
+        "--model",
+        help="model file (.onnx, .pt, .safetensors) or a shipped "
+        "model's name (classic: the paper's U-Net); default: the shipped model",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--size", type=int, help="working size (long side); default: the model's")
     p.add_argument("--batch-size", type=int, default=1, help="images per inference call")
@@ -371,8 +440,15 @@ def _export(args: argparse.Namespace) -> int:
     from personcut.export import export_checkpoint
 
     info = export_checkpoint(args.checkpoint, args.output, fp16=args.fp16)
-    print(json.dumps({"output": str(args.output), "parity_max_abs_diff":
-                      info["onnx_parity_max_abs_diff"], "parameters": info["parameters"]}))
+    print(
+        json.dumps(
+            {
+                "output": str(args.output),
+                "parity_max_abs_diff": info["onnx_parity_max_abs_diff"],
+                "parameters": info["parameters"],
+            }
+        )
+    )
     return 0
 
 
@@ -389,9 +465,13 @@ def _serve(args: argparse.Namespace) -> int:
     from personcut.server import Settings, create_app, serve
 
     settings = Settings(
-        max_upload_bytes=args.max_upload_mb * 1024 * 1024, max_pixels=args.max_pixels,
-        queue_size=args.queue, timeout_s=args.timeout, read_timeout_s=args.read_timeout,
-        max_connections=args.max_connections, api_key=args.api_key,
+        max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        max_pixels=args.max_pixels,
+        queue_size=args.queue,
+        timeout_s=args.timeout,
+        read_timeout_s=args.read_timeout,
+        max_connections=args.max_connections,
+        api_key=args.api_key,
         max_inflight_bytes=args.max_inflight_mb * 1024 * 1024,
     )
     if args.workers:
@@ -410,15 +490,24 @@ def _add_serve(sub) -> None:
     p.add_argument("--workers", type=int, help="cut-outs at once (default: 2, or 1 on 1 core)")
     p.add_argument("--queue", type=int, default=64, help="requests that may wait (then 503)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request limit in seconds")
-    p.add_argument("--read-timeout", type=float, default=15.0,
-                   help="seconds a client may stall while sending its request (then dropped)")
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a client may stall while sending its request (then dropped)",
+    )
     p.add_argument("--max-connections", type=int, default=128, help="open at once (then 503)")
-    p.add_argument("--max-inflight-mb", type=int, default=256,
-                   help="upload megabytes held by all requests together (then 503)")
+    p.add_argument(
+        "--max-inflight-mb",
+        type=int,
+        default=256,
+        help="upload megabytes held by all requests together (then 503)",
+    )
     p.add_argument("--max-upload-mb", type=int, default=20)
     p.add_argument("--max-pixels", type=int, default=40_000_000)
-    p.add_argument("--api-key", default=None,
-                   help="require this key on /api/remove (or set PERSONCUT_API_KEY)")
+    p.add_argument(
+        "--api-key", default=None, help="require this key on /api/remove (or set PERSONCUT_API_KEY)"
+    )
     p.set_defaults(func=_serve)
 
 
@@ -427,8 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="personcut", description="Remove the background behind people in photos."
     )
     parser.add_argument("--version", action="version", version=f"personcut {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="say more (e.g. which runtime and device run the model)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say more (e.g. which runtime and device run the model)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _SUBCOMMANDS:
         add(sub)
@@ -443,8 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         # remove stays quiet unless asked; training reports its progress.
-        level=logging.DEBUG if args.verbose else (
-            logging.WARNING if args.command == "remove" else logging.INFO),
+        level=logging.DEBUG
+        if args.verbose
+        else (logging.WARNING if args.command == "remove" else logging.INFO),
         format="%(levelname)s: %(message)s",
     )
     try:

@@ -54,8 +54,10 @@ class ModelConfig:
             )
         levels, mean, std = ENCODERS[self.encoder]
         if levels is not None and self.depth != levels:
-            raise ConfigError(f"model.encoder {self.encoder} has {levels} levels: set "
-                              f"model.depth={levels}, got {self.depth}")
+            raise ConfigError(
+                f"model.encoder {self.encoder} has {levels} levels: set "
+                f"model.depth={levels}, got {self.depth}"
+            )
         if self.width < 1:
             raise ConfigError(f"model.width must be >= 1, got {self.width}")
         if not 1 <= self.depth <= 7:
@@ -160,7 +162,7 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "none"):
-            raise ConfigError(f'train.amp must be auto, bf16, fp16 or none, got {self.amp!r}')
+            raise ConfigError(f"train.amp must be auto, bf16, fp16 or none, got {self.amp!r}")
 
 
 @dataclass
@@ -232,9 +234,14 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
     if kind.startswith("tuple[float") and isinstance(value, (list, tuple)):
         if len(value) == kind.count("float") and all(number(v) for v in value):
             return tuple(float(v) for v in value)
-    wanted = {"int": "an integer", "float": "a number", "bool": "true or false",
-              "str": "a string", "str | None": "a string or null",
-              "list[str]": "a list of paths, e.g. [a, b]"}.get(kind, kind)
+    wanted = {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "str | None": "a string or null",
+        "list[str]": "a list of paths, e.g. [a, b]",
+    }.get(kind, kind)
     raise ConfigError(f"{where} must be {wanted}, got {value!r}")
 
 

@@ -72,8 +72,10 @@ class CutoutOptions:
             except ValueError as exc:
                 raise OptionError(f"bg {self.bg!r} is not a colour name or #rrggbb") from exc
         if fmt == "JPEG" and not self.opaque:
-            raise OptionError("JPEG cannot hold transparency; add a background (bg, bg_image "
-                              "or blur), ask for the mask, or write PNG/WebP")
+            raise OptionError(
+                "JPEG cannot hold transparency; add a background (bg, bg_image "
+                "or blur), ask for the mask, or write PNG/WebP"
+            )
 
     @property
     def opaque(self) -> bool:
@@ -96,15 +98,23 @@ def compose_cutout(
         if box is not None:
             left, top, right, bottom = box
             rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
-    out = compose(rgb, alpha, mask_only=options.mask, bg=options.bg,
-                  bg_image=options.bg_image, blur=options.blur)
+    out = compose(
+        rgb,
+        alpha,
+        mask_only=options.mask,
+        bg=options.bg,
+        bg_image=options.bg_image,
+        blur=options.blur,
+    )
     if "icc_profile" in image.info and out.mode != "L":
         out.info["icc_profile"] = image.info["icc_profile"]
     return out
 
 
 def cutout_image(
-    segmenter, image: ImageInput, options: CutoutOptions | None = None,
+    segmenter,
+    image: ImageInput,
+    options: CutoutOptions | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
     """Decode ``image`` (never modified), find the people, compose: a PIL image."""
@@ -116,7 +126,9 @@ def cutout_image(
 
 
 def cutout(
-    segmenter, image: ImageInput, options: CutoutOptions | None = None,
+    segmenter,
+    image: ImageInput,
+    options: CutoutOptions | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     """The whole job for one photo: its encoded output in ``options.format``."""
@@ -185,11 +197,14 @@ def cutout_many(
                 try:
                     alphas = segmenter.predict_rgb([b[2] for b in batch])
                 except Exception as exc:  # noqa: BLE001
-                    this_round.extend((b[0], RuntimeError(f"inference failed ({exc})"))
-                                      for b in batch)
+                    this_round.extend(
+                        (b[0], RuntimeError(f"inference failed ({exc})")) for b in batch
+                    )
                 else:
-                    this_round.extend((b[0], pool.submit(finish, *b, a))
-                                      for b, a in zip(batch, alphas))
+                    this_round.extend(
+                        (b[0], pool.submit(finish, *b, a))
+                        for b, a in zip(batch, alphas, strict=True)
+                    )
             for i, item in outbox:  # the previous round's, finished during this inference
                 yield i, result(item)
             outbox = sorted(this_round, key=lambda d: d[0])

@@ -231,10 +231,12 @@ def evaluate(
         images = images.to(device, non_blocking=True)
         with _autocast(autocast_dtype, device):
             logits = model(images).float()
-        for i, (mask, (h, w), group) in enumerate(zip(masks, sizes, batch_groups)):
+        for i, (mask, (h, w), group) in enumerate(zip(masks, sizes, batch_groups, strict=True)):
             mask = mask.to(device)
             full = torch.nn.functional.interpolate(
-                logits[i : i + 1, :, :h, :w], size=mask.shape[-2:], mode="bilinear",
+                logits[i : i + 1, :, :h, :w],
+                size=mask.shape[-2:],
+                mode="bilinear",
                 align_corners=False,
             )[0]
             overall.update(full, mask)
@@ -290,15 +292,23 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
             train_set, d.backgrounds, d.crop_size, d.scene_p, d.negative_p, d.scene_max_people
         )
     sampler = DistributedSampler(
-        train_set, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=t.seed,
+        train_set,
+        num_replicas=runtime.world_size,
+        rank=runtime.rank,
+        shuffle=True,
+        seed=t.seed,
         drop_last=True,
     )
     pin = runtime.device.type == "cuda"
     train_loader = DataLoader(
-        train_set, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
+        train_set,
+        batch_size=t.batch_size,
+        sampler=sampler,
+        num_workers=t.num_workers,
         # Workers are re-created each epoch (not persistent) so their seeds come from the
         # per-epoch seed above and a resumed run augments exactly as an unbroken one.
-        pin_memory=pin, drop_last=True,
+        pin_memory=pin,
+        drop_last=True,
     )
     if len(train_loader) == 0:
         raise ValueError(
@@ -322,8 +332,12 @@ def make_eval_loader(
     DistributedSampler would), so the reduced metrics equal a single process's."""
     shard = Subset(dataset, range(runtime.rank, len(dataset), runtime.world_size))
     loader = DataLoader(
-        shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=eval_collate, pin_memory=pin,
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=eval_collate,
+        pin_memory=pin,
     )
     loader.groups = dataset_groups(dataset)  # type: ignore[attr-defined]
     return loader
@@ -380,8 +394,9 @@ def _repair_outputs(out: Path, ckpt: dict[str, Any], model: nn.Module, config: C
     best_path = out / "best.pt"
     held = load_checkpoint(best_path)["epoch"] if best_path.is_file() else None
     if held != best_epoch:
-        log.warning("best.pt held epoch %s but epoch %d is the best: rewriting best.*",
-                    held, best_epoch)
+        log.warning(
+            "best.pt held epoch %s but epoch %d is the best: rewriting best.*", held, best_epoch
+        )
         save_checkpoint(best_path, ckpt)
         save_safetensors(model, out / "best.safetensors", config)
 
@@ -422,8 +437,10 @@ def _fit(
     if runtime.is_main:
         log.info(
             "%d training images (%d steps/epoch), %s validation images, %d files skipped",
-            len(train_loader.dataset), len(train_loader),
-            len(val_loader.dataset.dataset) if val_loader else 0, len(skipped),
+            len(train_loader.dataset),
+            len(train_loader),
+            len(val_loader.dataset.dataset) if val_loader else 0,
+            len(skipped),
         )
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -464,15 +481,28 @@ def _fit(
         train_loader.sampler.set_epoch(epoch)
         row: dict[str, Any] = {"epoch": epoch}
         tr = train_one_epoch(
-            train_model, train_loader, optimizer, scheduler, runtime.device,
-            scaler=scaler, autocast_dtype=dtype, dice_weight=t.dice_weight,
-            grad_clip=t.grad_clip, max_steps=t.max_steps_per_epoch, channels_last=use_cl,
-            show_progress=runtime.is_main, epoch=epoch,
+            train_model,
+            train_loader,
+            optimizer,
+            scheduler,
+            runtime.device,
+            scaler=scaler,
+            autocast_dtype=dtype,
+            dice_weight=t.dice_weight,
+            grad_clip=t.grad_clip,
+            max_steps=t.max_steps_per_epoch,
+            channels_last=use_cl,
+            show_progress=runtime.is_main,
+            epoch=epoch,
         )
         row.update({f"train_{k}": v for k, v in tr.items()})
         if tr["decode_failures"] and runtime.is_main:
-            log.warning("epoch %d: %d training images failed to decode and were replaced "
-                        "(see the warnings above for which)", epoch, tr["decode_failures"])
+            log.warning(
+                "epoch %d: %d training images failed to decode and were replaced "
+                "(see the warnings above for which)",
+                epoch,
+                tr["decode_failures"],
+            )
         row["lr"] = scheduler.get_last_lr()[0]
         examples = []
         if runtime.distributed:
@@ -482,8 +512,12 @@ def _fit(
                 dist.broadcast(buffer, 0)
         if val_loader is not None:
             ev = evaluate(
-                model, val_loader, runtime.device, groups=val_loader.groups,
-                autocast_dtype=dtype, show_progress=runtime.is_main,
+                model,
+                val_loader,
+                runtime.device,
+                groups=val_loader.groups,
+                autocast_dtype=dtype,
+                show_progress=runtime.is_main,
                 keep=t.sheet_images if runtime.is_main else 0,
             )
             examples = ev.pop("examples", [])
@@ -519,7 +553,8 @@ def _fit(
             if examples:
                 plots.prediction_sheet(examples, out / "val_predictions.png")
             log.info(
-                "epoch %d: %s", epoch,
+                "epoch %d: %s",
+                epoch,
                 ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
             )
     if runtime.distributed:

@@ -39,10 +39,17 @@ def export_onnx(
             # The tracer notes that the pad branch is fixed at export time; that is intended.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
-                model, (example,), tmp, input_names=["image"], output_names=["logits"],
-                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                              "logits": {0: "batch", 2: "height", 3: "width"}},
-                opset_version=OPSET, dynamo=False,
+                model,
+                (example,),
+                tmp,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "image": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "height", 3: "width"},
+                },
+                opset_version=OPSET,
+                dynamo=False,
             )
         if fp16:
             import onnx
@@ -110,7 +117,9 @@ def embed_metadata(path: str | Path, values: dict[str, Any]) -> None:
 
 
 def export_checkpoint(
-    checkpoint: str | Path, output: str | Path, fp16: bool = False,
+    checkpoint: str | Path,
+    output: str | Path,
+    fp16: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export a checkpoint to ONNX, check parity, and write ``<output>.json`` beside it."""
@@ -121,10 +130,13 @@ def export_checkpoint(
     tolerance = 5e-2 if fp16 else 1e-3
     if diff > tolerance:
         raise RuntimeError(f"ONNX output differs from torch by {diff:.3g} (> {tolerance})")
-    info = describe(model, config, {"onnx_parity_max_abs_diff": diff, "fp16": fp16,
-                                    **(metadata or {})})
+    info = describe(
+        model, config, {"onnx_parity_max_abs_diff": diff, "fp16": fp16, **(metadata or {})}
+    )
     embed_metadata(output, {k: info[k] for k in ("working_size", "pad_multiple", "name")})
-    atomic_write(output.with_suffix(".json"),
-                 lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write(
+        output.with_suffix(".json"),
+        lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"),
+    )
     log.info("wrote %s (parity max |diff| %.2e)", output, diff)
     return info

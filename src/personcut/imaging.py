@@ -10,12 +10,11 @@ import tempfile
 import threading
 import zlib
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Refuse larger images unless raised: a 100 kB PNG can decode to gigabytes (decompression bomb)."""
@@ -245,8 +244,12 @@ def _fast_png(pixels: np.ndarray, icc: bytes | None) -> bytes | None:
     data = fpng.from_ndarray(np.ascontiguousarray(pixels))
     if icc:
         payload = b"ICC Profile\0\0" + zlib.compress(icc)  # name, NUL, method 0 (deflate)
-        chunk = (struct.pack(">I", len(payload)) + b"iCCP" + payload
-                 + struct.pack(">I", zlib.crc32(b"iCCP" + payload) & 0xFFFFFFFF))
+        chunk = (
+            struct.pack(">I", len(payload))
+            + b"iCCP"
+            + payload
+            + struct.pack(">I", zlib.crc32(b"iCCP" + payload) & 0xFFFFFFFF)
+        )
         end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, data, CRC
         data = data[:end_of_header] + chunk + data[end_of_header:]
     return data

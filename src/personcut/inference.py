@@ -49,8 +49,13 @@ class ModelInfo:
         """``embedded``: the ONNX file's custom metadata (working_size, pad_multiple, name)."""
         meta = model.with_suffix(".json")
         raw: dict[str, Any] = json.loads(meta.read_text()) if meta.is_file() else {}
-        raw.update({k: v for k, v in (embedded or {}).items()
-                    if k in ("working_size", "pad_multiple", "name")})
+        raw.update(
+            {
+                k: v
+                for k, v in (embedded or {}).items()
+                if k in ("working_size", "pad_multiple", "name")
+            }
+        )
         if not raw:
             return cls(name=model.stem)
         return cls(
@@ -92,8 +97,12 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def guided_upsample(
-    prob: np.ndarray, guide_low: np.ndarray, guide_full: np.ndarray, radius: int = 2,
-    eps: float = 1e-3, stretch: tuple[float, float] | None = None,
+    prob: np.ndarray,
+    guide_low: np.ndarray,
+    guide_full: np.ndarray,
+    radius: int = 2,
+    eps: float = 1e-3,
+    stretch: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Fast guided filter: fit q = a*I + b on the low-resolution (prob, gray guide in [0, 1])
     pair, then apply the upsampled a and b to the full-resolution gray guide.
@@ -153,7 +162,9 @@ class Segmenter:
     """
 
     def __init__(
-        self, model: str | Path | None = None, device: str = "auto",
+        self,
+        model: str | Path | None = None,
+        device: str = "auto",
         working_size: int | None = None,
         alpha_levels: tuple[float, float] | None = ALPHA_LEVELS,
     ) -> None:
@@ -179,9 +190,11 @@ class Segmenter:
         want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
         if device == "cuda" and not want_cuda:
             raise RuntimeError("device cuda asked for, but onnxruntime has no CUDA provider")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else [
-            "CPUExecutionProvider"
-        ]
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if want_cuda
+            else ["CPUExecutionProvider"]
+        )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
@@ -236,7 +249,9 @@ class Segmenter:
         return batch
 
     def predict_masks(
-        self, images: list[ImageInput], refine: bool = True,
+        self,
+        images: list[ImageInput],
+        refine: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> list[np.ndarray]:
         """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch.
@@ -250,7 +265,7 @@ class Segmenter:
         prepared = [self._prepare(rgb) for rgb in rgbs]
         logits = self._logits(self._to_batch([p[0] for p in prepared]))
         out = []
-        for rgb, (small, (nh, nw)), logit in zip(rgbs, prepared, logits):
+        for rgb, (small, (nh, nw)), logit in zip(rgbs, prepared, logits, strict=True):
             prob = 1.0 / (1.0 + np.exp(-logit[0, :nh, :nw].astype(np.float32)))
             if refine:
                 # The levels step rides inside the filter's coefficients: same result, fewer
@@ -311,6 +326,7 @@ def remove(
     """
     from personcut.cutout import CutoutOptions, cutout_image
 
-    options = CutoutOptions(mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop,
-                            threshold=threshold)
+    options = CutoutOptions(
+        mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop, threshold=threshold
+    )
     return cutout_image(segmenter or default_segmenter(), image, options, max_pixels)

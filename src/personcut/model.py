@@ -64,7 +64,7 @@ class ClassicEncoder(nn.ModuleList):
     def __init__(self, in_channels: int, width: int, depth: int, batch_norm: bool = True) -> None:
         widths = [width * 2**i for i in range(depth + 1)]
         blocks = [DoubleConv(in_channels, widths[0], batch_norm)]
-        blocks += [DoubleConv(a, b, batch_norm) for a, b in zip(widths, widths[1:])]
+        blocks += [DoubleConv(a, b, batch_norm) for a, b in zip(widths, widths[1:], strict=False)]
         super().__init__(blocks)
         self.channels = widths
         """Channels of the feature maps returned, from stride 1 to stride 2**depth."""
@@ -127,10 +127,12 @@ class EfficientNetLite0Encoder(nn.Module):
         if len(source) != len(target):
             raise ValueError(f"{path}: {len(source)} tensors for timm's {len(target)}")
         mapped = {}
-        for (src_key, value), (key, expected) in zip(source.items(), target.items()):
+        for (src_key, value), (key, expected) in zip(source.items(), target.items(), strict=True):
             if value.shape != expected.shape:
-                raise ValueError(f"{path}: {src_key} {tuple(value.shape)} does not fit {key} "
-                                 f"{tuple(expected.shape)}")
+                raise ValueError(
+                    f"{path}: {src_key} {tuple(value.shape)} does not fit {key} "
+                    f"{tuple(expected.shape)}"
+                )
             mapped[key] = value
         self.body.load_state_dict(mapped)
 
@@ -158,12 +160,14 @@ class UNet(nn.Module):
         self.encoder = build_encoder(self.config)
         channels = self.encoder.channels
         if len(channels) != self.config.depth + 1:
-            raise ValueError(f"encoder {self.config.encoder} has {len(channels) - 1} levels, "
-                             f"model.depth says {self.config.depth}")
+            raise ValueError(
+                f"encoder {self.config.encoder} has {len(channels) - 1} levels, "
+                f"model.depth says {self.config.depth}"
+            )
         # Each decoder level ends with as many channels as the skip it joins.
         deep_first = channels[::-1]
         self.decoder = nn.ModuleList(
-            Up(a, b, b, bn) for a, b in zip(deep_first, deep_first[1:])
+            Up(a, b, b, bn) for a, b in zip(deep_first, deep_first[1:], strict=False)
         )
         self.head = nn.Conv2d(channels[0], 1, kernel_size=1)
 
@@ -211,7 +215,7 @@ def flops_per_image(config: ModelConfig, height: int, width: int) -> int:
             h, w = h // 2, w // 2
         total += h * w * 9 * (c * out + out * out)
         c = out
-    for a, b in zip(widths[::-1], widths[::-1][1:]):
+    for a, b in zip(widths[::-1], widths[::-1][1:], strict=False):
         h, w = h * 2, w * 2
         total += h * w * a * b  # 2x2 stride-2 transposed conv: one tap per output pixel
         total += h * w * 9 * (2 * b * b + b * b)

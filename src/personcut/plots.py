@@ -55,7 +55,7 @@ def prediction_sheet(
     """Rows of (image, ground-truth mask, predicted probability, overlay)."""
     rows = len(examples)
     fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
-    for ax_row, (image, mask, prob) in zip(axes, examples):
+    for ax_row, (image, mask, prob) in zip(axes, examples, strict=True):
         h, w = mask.shape[-2:]
         image = torch.nn.functional.interpolate(image[None], (h, w), mode="bilinear")[0]
         img = image.permute(1, 2, 0).clamp(0, 1).numpy()
@@ -66,6 +66,7 @@ def prediction_sheet(
             ax_row,
             (img, mask[0].float().numpy(), p, overlay.clip(0, 1)),
             ("image", "ground truth", "prediction", "overlay"),
+            strict=True,
         ):
             ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1)
             ax.set_title(title)

@@ -53,27 +53,50 @@ def _target(dst: Path, transparent: bool) -> _Target:
     if suffix == ".webm":
         # realtime deadline and cpu-used 8: VP9's fast settings, for a CPU that must keep up
         opts = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "32", "b": "0"}
-        return _Target("webm", "libvpx-vp9", "yuva420p" if transparent else "yuv420p",
-                       ("opus", "vorbis"), "libopus", opts)
+        return _Target(
+            "webm",
+            "libvpx-vp9",
+            "yuva420p" if transparent else "yuv420p",
+            ("opus", "vorbis"),
+            "libopus",
+            opts,
+        )
     if suffix == ".mov":
-        return _Target("mov", "prores_ks", "yuva444p10le" if transparent else "yuv422p10le",
-                       ("aac", "mp3", "alac", "pcm_s16le", "pcm_s24le"), "aac",
-                       {"profile": "4" if transparent else "3"})  # 4444 / 422 HQ
+        return _Target(
+            "mov",
+            "prores_ks",
+            "yuva444p10le" if transparent else "yuv422p10le",
+            ("aac", "mp3", "alac", "pcm_s16le", "pcm_s24le"),
+            "aac",
+            {"profile": "4" if transparent else "3"},
+        )  # 4444 / 422 HQ
     if suffix in (".mp4", ".m4v", ".mkv"):
         if transparent:
-            raise OptionError(f"{dst}: {suffix} (H.264) cannot hold transparency; write .webm or "
-                              ".mov, or give a background (bg, bg_image or blur) or mask")
-        copy = ("aac", "mp3", "opus", "flac", "vorbis", "ac3") if suffix == ".mkv" else (
-            "aac", "mp3")
-        return _Target("matroska" if suffix == ".mkv" else "mp4", "libx264", "yuv420p", copy,
-                       "aac", {"preset": "veryfast", "crf": "20"})
+            raise OptionError(
+                f"{dst}: {suffix} (H.264) cannot hold transparency; write .webm or "
+                ".mov, or give a background (bg, bg_image or blur) or mask"
+            )
+        copy = (
+            ("aac", "mp3", "opus", "flac", "vorbis", "ac3") if suffix == ".mkv" else ("aac", "mp3")
+        )
+        return _Target(
+            "matroska" if suffix == ".mkv" else "mp4",
+            "libx264",
+            "yuv420p",
+            copy,
+            "aac",
+            {"preset": "veryfast", "crf": "20"},
+        )
     if suffix == ".gif":
         if transparent:
-            raise OptionError(f"{dst}: GIF output needs a background (bg, bg_image or blur) "
-                              "or mask; write .webm or .mov for transparency")
+            raise OptionError(
+                f"{dst}: GIF output needs a background (bg, bg_image or blur) "
+                "or mask; write .webm or .mov for transparency"
+            )
         return _Target("gif", "gif", "rgb8", (), None, {})
-    raise OptionError(f"{dst}: unknown video output; use .webm, .mov, .mp4, .mkv, .gif or a "
-                      "folder for PNG frames")
+    raise OptionError(
+        f"{dst}: unknown video output; use .webm, .mov, .mp4, .mkv, .gif or a folder for PNG frames"
+    )
 
 
 class TemporalFilter:
@@ -106,15 +129,16 @@ def flicker(alphas: list[np.ndarray]) -> float:
     matte); measured on a clip whose true mask does not change, it is all flicker."""
     if len(alphas) < 2:
         return 0.0
-    return float(np.mean([np.abs(a - b).mean() for a, b in zip(alphas[1:], alphas[:-1])]))
+    return float(
+        np.mean([np.abs(a - b).mean() for a, b in zip(alphas[1:], alphas[:-1], strict=True)])
+    )
 
 
 def _import_av():
     try:
         import av
     except ImportError as exc:
-        raise ModuleNotFoundError(
-            'video needs PyAV: pip install "personcut[video]"') from exc
+        raise ModuleNotFoundError('video needs PyAV: pip install "personcut[video]"') from exc
     return av
 
 
@@ -148,8 +172,11 @@ def remove_video(
     smoother = TemporalFilter(smoothing)
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
-    if dst.exists() and not overwrite and not (target.container is None and dst.is_dir()
-                                               and not any(dst.iterdir())):
+    if (
+        dst.exists()
+        and not overwrite
+        and not (target.container is None and dst.is_dir() and not any(dst.iterdir()))
+    ):
         raise VideoError(f"{src}: output {dst} exists (use --overwrite to replace it)")
     if src.resolve() == dst.resolve():
         raise VideoError(f"{src}: output is the input; refusing to overwrite it")
@@ -165,16 +192,19 @@ def remove_video(
         vin.thread_type = "AUTO"
         width, height = vin.codec_context.width, vin.codec_context.height
         if target.pix_fmt.endswith("420p") and (width % 2 or height % 2):
-            raise VideoError(f"{src}: {width}x{height} has an odd side, which {target.codec} "
-                             "cannot encode; write .mov (ProRes) or a folder of PNG frames")
+            raise VideoError(
+                f"{src}: {width}x{height} has an odd side, which {target.codec} "
+                "cannot encode; write .mov (ProRes) or a folder of PNG frames"
+            )
         ain = source.streams.audio[0] if source.streams.audio and target.container else None
         if options.bg_image is not None:  # fitted to the frame once, not for every frame
             from PIL import ImageOps
 
             from personcut.imaging import load_image
 
-            back = ImageOps.fit(load_image(options.bg_image).convert("RGB"), (width, height),
-                                Image.LANCZOS)
+            back = ImageOps.fit(
+                load_image(options.bg_image).convert("RGB"), (width, height), Image.LANCZOS
+            )
             options = replace(options, bg_image=np.asarray(back))
         if segmenter is None:
             from personcut.inference import default_segmenter
@@ -182,9 +212,18 @@ def remove_video(
             segmenter = default_segmenter()
         work = _work_path(dst, target)
         try:
-            stats = _transcode(av, source, vin, ain, work, target, segmenter, options, smoother,
-                               tqdm(total=vin.frames or None, unit="frame", desc=src.name,
-                                    disable=not progress))
+            stats = _transcode(
+                av,
+                source,
+                vin,
+                ain,
+                work,
+                target,
+                segmenter,
+                options,
+                smoother,
+                tqdm(total=vin.frames or None, unit="frame", desc=src.name, disable=not progress),
+            )
             if stats["frames"] == 0:
                 raise VideoError(f"{src}: no frame could be decoded")
             if target.container is None and dst.exists():
@@ -196,8 +235,7 @@ def remove_video(
             else:
                 work.unlink(missing_ok=True)
             raise
-    stats.update(width=width, height=height, seconds=time.perf_counter() - start,
-                 output=str(dst))
+    stats.update(width=width, height=height, seconds=time.perf_counter() - start, output=str(dst))
     return stats
 
 
@@ -211,8 +249,18 @@ def _work_path(dst: Path, target: _Target) -> Path:
     return Path(tmp)
 
 
-def _transcode(av, source, vin, ain, work: Path, target: _Target, segmenter,
-               options: CutoutOptions, smoother: TemporalFilter, bar) -> dict[str, Any]:
+def _transcode(
+    av,
+    source,
+    vin,
+    ain,
+    work: Path,
+    target: _Target,
+    segmenter,
+    options: CutoutOptions,
+    smoother: TemporalFilter,
+    bar,
+) -> dict[str, Any]:
     rate = vin.average_rate or vin.guessed_rate or 25
     frames, audio_mode = 0, None
     output = aout = resampler = None
@@ -231,16 +279,18 @@ def _transcode(av, source, vin, ain, work: Path, target: _Target, segmenter,
             elif target.audio_codec:
                 rate_out = 48000 if target.audio_codec == "libopus" else (ain.rate or 48000)
                 aout = output.add_stream(target.audio_codec, rate=rate_out)
-                resampler = av.AudioResampler(format=aout.format.name, layout="stereo",
-                                              rate=rate_out)
+                resampler = av.AudioResampler(
+                    format=aout.format.name, layout="stereo", rate=rate_out
+                )
                 audio_mode = f"re-encoded to {target.audio_codec}"
     streams = [vin] + ([ain] if ain is not None and output is not None else [])
     try:
         for packet in source.demux(*streams):
             if packet.stream is vin:
                 for frame in _decode(packet, source):
-                    _write_frame(av, frame, output, target, segmenter, options, smoother, work,
-                                 frames)
+                    _write_frame(
+                        av, frame, output, target, segmenter, options, smoother, work, frames
+                    )
                     frames += 1
                     bar.update()
             elif aout is not None:
@@ -270,12 +320,20 @@ def _decode(packet, source):
     try:
         return packet.decode()
     except Exception as exc:  # noqa: BLE001 - FFmpeg's decode errors have many classes
-        raise VideoError(f"{source.name}: cannot be decoded, truncated or corrupt ({exc})") \
-            from exc
+        raise VideoError(f"{source.name}: cannot be decoded, truncated or corrupt ({exc})") from exc
 
 
-def _write_frame(av, frame, output, target: _Target, segmenter, options: CutoutOptions,
-                 smoother: TemporalFilter, work: Path, index: int) -> None:
+def _write_frame(
+    av,
+    frame,
+    output,
+    target: _Target,
+    segmenter,
+    options: CutoutOptions,
+    smoother: TemporalFilter,
+    work: Path,
+    index: int,
+) -> None:
     rgb = frame.to_ndarray(format="rgb24")
     alpha = smoother(segmenter.predict_rgb([rgb])[0])
     image = Image.fromarray(rgb)

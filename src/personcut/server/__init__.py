@@ -76,8 +76,11 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
     admitted = 0
     lock = threading.Lock()
 
-    app = FastAPI(title="personcut", version=__version__,
-                  description="Remove the background behind people in photos.")
+    app = FastAPI(
+        title="personcut",
+        version=__version__,
+        description="Remove the background behind people in photos.",
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
@@ -138,17 +141,20 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             except StopAsyncIteration:
                 break
             except asyncio.TimeoutError as exc:
-                raise ApiError(408, "timeout",
-                               f"no upload data for {settings.read_timeout_s:g} s") from exc
+                raise ApiError(
+                    408, "timeout", f"no upload data for {settings.read_timeout_s:g} s"
+                ) from exc
             if not reserve(len(chunk)):
-                raise ApiError(503, "busy", "too many uploads in progress; retry shortly",
-                               {"Retry-After": "1"})
+                raise ApiError(
+                    503, "busy", "too many uploads in progress; retry shortly", {"Retry-After": "1"}
+                )
             held[0] += len(chunk)
             received += chunk
             if len(received) > limit:
                 raise ApiError(413, "too_large", f"upload over {settings.max_upload_bytes} bytes")
         body = bytes(received)
         if multipart:
+
             async def replay() -> dict:
                 return {"type": "http.request", "body": body, "more_body": False}
 
@@ -169,18 +175,27 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         summary="Remove the background",
         response_class=Response,
         responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
-        openapi_extra={"requestBody": {"content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"}}}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        }}},
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    },
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
     )
     async def remove_endpoint(
         request: Request,
         mask: bool = Query(False, description="return the 8-bit mask"),
         bg: str | None = Query(None, description="background colour (name or #hex)"),
-        blur: float = Query(0.0, ge=0, le=MAX_BLUR,
-                            description="blur the background by this radius"),
+        blur: float = Query(
+            0.0, ge=0, le=MAX_BLUR, description="blur the background by this radius"
+        ),
         crop: bool = Query(False, description="trim to the people plus a margin"),
         threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
         format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
@@ -210,8 +225,12 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             raise ApiError(422, "invalid_option", str(exc)) from exc
         with lock:
             if admitted >= settings.workers + settings.queue_size:
-                raise ApiError(503, "busy", "too many requests in progress; retry shortly",
-                               {"Retry-After": "1"})
+                raise ApiError(
+                    503,
+                    "busy",
+                    "too many requests in progress; retry shortly",
+                    {"Retry-After": "1"},
+                )
             admitted += 1
 
         def release(_future) -> None:
@@ -228,8 +247,10 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         except ImageError as exc:
             message = str(exc).replace("<bytes>: ", "")
             if exc.kind == "too_large":  # the library's text names a CLI flag: not for clients
-                message = (f"the image is over this service's limit of "
-                           f"{settings.max_pixels / 1e6:g} megapixels")
+                message = (
+                    f"the image is over this service's limit of "
+                    f"{settings.max_pixels / 1e6:g} megapixels"
+                )
             raise ApiError(IMAGE_ERROR_STATUS.get(exc.kind, 400), exc.kind, message) from exc
         return Response(data, media_type=MEDIA_TYPES[options.format])
 
@@ -284,8 +305,15 @@ def serve(app: FastAPI, host: str, port: int, settings: Settings) -> None:
             self._head_timer.cancel()
             super().connection_lost(exc)
 
-    uvicorn.run(app, host=host, port=port, http=HeadDeadlineH11, log_level="info",
-                limit_concurrency=settings.max_connections, timeout_keep_alive=5)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http=HeadDeadlineH11,
+        log_level="info",
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+    )
 
 
 def _flag(value: str | None, default: bool) -> bool:
