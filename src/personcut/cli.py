@@ -102,7 +102,11 @@ def _add_train(sub) -> None:
         help="override a config value, e.g. --set model.width=32 (repeatable)",
     )
     p.add_argument("--out", help="output folder (same as --set train.out_dir=...)")
-    p.add_argument("--init", help='start from weights: a .pt/.safetensors file or "shipped"')
+    p.add_argument(
+        "--init",
+        help='start from weights: a .pt/.safetensors file, "shipped" (the default model) or '
+        '"classic" (the shipped classic U-Net)',
+    )
     p.add_argument("--resume", type=Path, help="continue a run from its last.pt")
     p.add_argument(
         "--stop-after",

@@ -154,7 +154,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     """Stop each epoch after this many steps (0: the whole loader); for smoke runs."""
     init: str | None = None
-    """Start from these weights (checkpoint .pt, .safetensors, or "shipped")."""
+    """Start from these weights (checkpoint .pt, .safetensors, "shipped" or "classic")."""
     sheet_images: int = 8
     """Validation images shown in the predictions sheet written each epoch."""
 

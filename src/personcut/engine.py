@@ -343,8 +343,18 @@ def make_eval_loader(
     return loader
 
 
-def shipped_weights() -> Path:
-    return Path(__file__).parent / "weights" / "personcut.safetensors"
+def shipped_weights(name: str = "personcut") -> Path:
+    return Path(__file__).parent / "weights" / f"{name}.safetensors"
+
+
+def resolve_init(init: str) -> Path:
+    """train.init: a .pt/.safetensors file, "shipped" (the default model) or a shipped model's
+    name ("classic")."""
+    if init == "shipped":
+        return shipped_weights()
+    if not Path(init).exists() and shipped_weights(init).is_file():
+        return shipped_weights(init)
+    return Path(init)
 
 
 def fit(
@@ -411,7 +421,7 @@ def _fit(
 
     model = UNet.from_config(config.model)
     if t.init and not resume:
-        init = shipped_weights() if t.init == "shipped" else Path(t.init)
+        init = resolve_init(t.init)
         source, _ = load_model(init)
         if source.config != config.model:
             raise ValueError(
