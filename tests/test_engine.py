@@ -238,3 +238,13 @@ def test_images_that_fail_to_decode_in_training_are_counted(tmp_path, caplog):
         history = fit(config)
     assert history[0]["train_decode_failures"] >= 1
     assert "failed to decode and were replaced" in caplog.text
+
+
+def test_init_names_shipped_models(tmp_path):
+    from personcut.engine import resolve_init
+
+    assert resolve_init("shipped").name == "personcut.safetensors"
+    assert resolve_init("classic").name == "classic.safetensors"
+    assert resolve_init("classic").is_file()
+    mine = tmp_path / "mine.safetensors"
+    assert resolve_init(str(mine)) == mine
