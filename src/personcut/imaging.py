@@ -163,11 +163,27 @@ def compose(
     Default: RGBA cutout. ``mask_only``: 8-bit mask. ``bg``/``bg_image``/``blur``: the people over
     a colour, a picture scaled to cover, or the photo itself blurred; opaque RGB.
     """
+    out = compose_array(rgb, alpha, mask_only=mask_only, bg=bg, bg_image=bg_image, blur=blur)
+    mode = "L" if out.ndim == 2 else ("RGBA" if out.shape[2] == 4 else "RGB")
+    return Image.fromarray(out, mode)
+
+
+def compose_array(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    mask_only: bool = False,
+    bg: str | tuple[int, int, int] | None = None,
+    bg_image: ImageInput | None = None,
+    blur: float = 0.0,
+) -> np.ndarray:
+    """:func:`compose` as a uint8 array (HxW mask, HxWx4 RGBA or HxWx3 RGB), for callers that
+    go on with arrays (video frames): a PIL round trip copies the image twice."""
     scaled = np.clip(alpha, 0, 1) * 255
     scaled += 0.5  # then truncation rounds: two passes fewer than round() and a copy
     a8 = scaled.astype(np.uint8)
     if mask_only:
-        return Image.fromarray(a8, "L")
+        return a8
     h, w = a8.shape
     if bg is None and bg_image is None and not blur:
         # Fully transparent pixels get RGB 0: invisible anyway, and the PNG is ~2x smaller and
@@ -175,8 +191,10 @@ def compose(
         rgba = np.empty((h, w, 4), np.uint8)
         np.multiply(rgb, (a8 > 0)[..., None], out=rgba[..., :3])
         rgba[..., 3] = a8
-        return Image.fromarray(rgba, "RGBA")
-    if bg_image is not None:
+        return rgba
+    if isinstance(bg_image, np.ndarray) and bg_image.shape == rgb.shape:
+        back = bg_image  # already fitted (a clip's frames share one background)
+    elif bg_image is not None:
         back = load_image(bg_image).convert("RGB")
         back = np.asarray(ImageOps.fit(back, (w, h), Image.LANCZOS))
     elif blur:
@@ -184,9 +202,14 @@ def compose(
     else:
         color = parse_color(bg) if isinstance(bg, str) else tuple(bg)
         back = np.broadcast_to(np.array(color, np.uint8), rgb.shape)
-    a = alpha[..., None].astype(np.float32)
-    out = rgb.astype(np.float32) * a + back.astype(np.float32) * (1 - a)
-    return Image.fromarray(out.round().astype(np.uint8), "RGB")
+    # (rgb * a + back * (255 - a) + 127) // 255 in 16-bit integers: exact rounding, and about
+    # half the time of the same blend in float32.
+    a16 = a8.astype(np.uint16)[..., None]
+    out = rgb * a16
+    out += back * (255 - a16)
+    out += 127
+    out //= 255
+    return out.astype(np.uint8)
 
 
 def crop_box(alpha: np.ndarray, margin: float = 0.05, level: float = 0.5):

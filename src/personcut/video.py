@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from personcut.cutout import CutoutOptions, OptionError, compose_cutout
+from personcut.cutout import CutoutOptions, OptionError
+from personcut.imaging import compose_array
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,15 @@ def _target(dst: Path, transparent: bool) -> _Target:
         return _Target(None, "png", "rgba" if transparent else "rgb24", (), None, {})
     if suffix == ".webm":
         # realtime deadline and cpu-used 8: VP9's fast settings, for a CPU that must keep up
-        opts = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "32", "b": "0"}
+        opts = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "row-mt": "1",
+            "crf": "32",
+            "b": "0",
+            "tile-columns": "2",
+            "threads": str(min(8, os.cpu_count() or 1)),
+        }
         return _Target(
             "webm",
             "libvpx-vp9",
@@ -284,13 +294,28 @@ def _transcode(
                 )
                 audio_mode = f"re-encoded to {target.audio_codec}"
     streams = [vin] + ([ain] if ain is not None and output is not None else [])
+    # One frame's colour conversion and encoding run in a worker thread while the next frame is
+    # segmented; packets are muxed here, in order, so the container is only touched by one thread.
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending: Future | None = None
+
+    def collect() -> None:
+        nonlocal pending
+        if pending is not None:
+            for out_packet in pending.result():
+                output.mux(out_packet)
+            pending = None
+
     try:
         for packet in source.demux(*streams):
             if packet.stream is vin:
                 for frame in _decode(packet, source):
-                    _write_frame(
-                        av, frame, output, target, segmenter, options, smoother, work, frames
-                    )
+                    pixels = _frame_pixels(frame, segmenter, options, smoother)
+                    if output is not None:
+                        collect()
+                    elif pending is not None:
+                        pending.result()
+                    pending = pool.submit(_encode, av, pixels, frame, output, target, work, frames)
                     frames += 1
                     bar.update()
             elif aout is not None:
@@ -304,12 +329,16 @@ def _transcode(
                         for rf in resampler.resample(af):
                             output.mux(aout.encode(rf))
         if output is not None:
+            collect()
             output.mux(vout.encode(None))
+        elif pending is not None:
+            pending.result()
             if resampler is not None:
                 for rf in resampler.resample(None):
                     output.mux(aout.encode(rf))
                 output.mux(aout.encode(None))
     finally:
+        pool.shutdown(wait=True)
         bar.close()
         if output is not None:
             output.close()
@@ -323,31 +352,32 @@ def _decode(packet, source):
         raise VideoError(f"{source.name}: cannot be decoded, truncated or corrupt ({exc})") from exc
 
 
-def _write_frame(
-    av,
-    frame,
-    output,
-    target: _Target,
-    segmenter,
-    options: CutoutOptions,
-    smoother: TemporalFilter,
-    work: Path,
-    index: int,
-) -> None:
+def _frame_pixels(frame, segmenter, options: CutoutOptions, smoother: TemporalFilter):
+    """The output picture of one decoded frame as a uint8 array (mask, RGBA or RGB)."""
     rgb = frame.to_ndarray(format="rgb24")
     alpha = smoother(segmenter.predict_rgb([rgb])[0])
-    image = Image.fromarray(rgb)
-    result = compose_cutout(image, rgb, alpha, options)
+    if options.threshold is not None:
+        alpha = (alpha >= options.threshold).astype(np.float32)
+    return compose_array(
+        rgb,
+        alpha,
+        mask_only=options.mask,
+        bg=options.bg,
+        bg_image=options.bg_image,
+        blur=options.blur,
+    )
+
+
+def _encode(av, pixels: np.ndarray, frame, output, target: _Target, work: Path, index: int):
+    """Encode one output picture; returns the packets to mux (none for PNG frames, which are
+    written here)."""
     if output is None:  # a folder of PNG frames
         from personcut.imaging import encode
 
-        (work / f"frame_{index:06d}.png").write_bytes(encode(result, "PNG"))
-        return
-    pixels = np.asarray(result)
-    fmt = {"RGBA": "rgba", "RGB": "rgb24", "L": "gray"}[result.mode]
+        mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
+        (work / f"frame_{index:06d}.png").write_bytes(encode(Image.fromarray(pixels, mode), "PNG"))
+        return []
+    fmt = "gray" if pixels.ndim == 2 else ("rgba" if pixels.shape[2] == 4 else "rgb24")
     out = av.VideoFrame.from_ndarray(pixels, format=fmt)
     out.pts, out.time_base = frame.pts, frame.time_base
-    stream = output.streams.video[0]
-    out = out.reformat(format=target.pix_fmt)
-    for packet in stream.encode(out):
-        output.mux(packet)
+    return output.streams.video[0].encode(out.reformat(format=target.pix_fmt))
