@@ -203,3 +203,44 @@ def test_background_picture(clip, seg, tmp_path):
     Image.new("RGB", (40, 30), (0, 90, 200)).save(back)
     stats = remove_video(clip, tmp_path / "o.mp4", segmenter=seg, bg_image=back, progress=False)
     assert stats["frames"] == 6 and probe(tmp_path / "o.mp4")["codec"] == "h264"
+
+
+def test_rotation_is_kept(seg, tmp_path):
+    # A phone clip stored sideways with a display rotation: the output shows it the same way.
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=5)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.set_display_rotation(90)
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    for name in ("o.webm", "o.mov"):
+        remove_video(path, tmp_path / name, segmenter=seg, progress=False)
+        with av.open(str(tmp_path / name)) as c:
+            assert next(c.decode(video=0)).rotation == 90, name
+
+
+def test_variable_frame_rate_timing_is_kept(seg, tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "vfr.mkv"
+    times = [0.0, 0.1, 0.35, 0.4, 0.9]  # seconds: irregular gaps
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    remove_video(path, tmp_path / "o.webm", segmenter=seg, progress=False)
+    with av.open(str(tmp_path / "o.webm")) as c:
+        got = [round(float(f.pts * f.time_base), 2) for f in c.decode(video=0)]
+    assert got == times

@@ -279,10 +279,9 @@ def _transcode(
         vout = output.add_stream(target.codec, rate=rate, options=target.encoder_options)
         vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
         vout.pix_fmt = target.pix_fmt
-        vout.time_base = vin.time_base  # source timestamps kept: variable frame rates survive
-        rotate = vin.metadata.get("rotate")
-        if rotate:
-            vout.metadata["rotate"] = rotate
+        # The source's timestamps are kept, in its time base, also for the encoder (whose own
+        # default, 1/rate, would round variable frame rates to the nominal rate's grid).
+        vout.time_base = vout.codec_context.time_base = vin.time_base
         if ain is not None:
             if ain.codec_context.name in target.audio_copy:
                 aout, audio_mode = output.add_stream_from_template(ain), "copied"
@@ -310,6 +309,9 @@ def _transcode(
         for packet in source.demux(*streams):
             if packet.stream is vin:
                 for frame in _decode(packet, source):
+                    if frames == 0 and output is not None and frame.rotation:
+                        # The display rotation is a header field: set before the first packet.
+                        output.streams.video[0].set_display_rotation(frame.rotation)
                     pixels = _frame_pixels(frame, segmenter, options, smoother)
                     if output is not None:
                         collect()
