@@ -244,3 +244,21 @@ def test_variable_frame_rate_timing_is_kept(seg, tmp_path):
     with av.open(str(tmp_path / "o.webm")) as c:
         got = [round(float(f.pts * f.time_base), 2) for f in c.decode(video=0)]
     assert got == times
+
+
+def test_a_clip_with_no_frame_is_an_error_and_leaves_nothing(seg, tmp_path):
+    path = tmp_path / "h.mkv"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=5)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    header_only = tmp_path / "header.mkv"
+    header_only.write_bytes(path.read_bytes()[:600])  # the header and not one whole frame
+    with pytest.raises(VideoError, match="header.mkv: no frame could be decoded"):
+        remove_video(header_only, tmp_path / "o.webm", segmenter=seg, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.mkv", "header.mkv"]
