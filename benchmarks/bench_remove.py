@@ -24,13 +24,13 @@ SAMPLE = ROOT / "examples" / "astronaut.jpg"
 WEIGHTS = ROOT / "src" / "personcut" / "weights"
 
 
-def photo_bytes(megapixels: float) -> bytes:
-    """The sample photo scaled to about ``megapixels`` (4:3), as a JPEG."""
+def photo_bytes(megapixels: float, source: Path = SAMPLE) -> bytes:
+    """A photo (the sample by default) scaled to about ``megapixels`` (4:3), as a JPEG."""
     from PIL import Image
 
     w = round((megapixels * 1e6 * 4 / 3) ** 0.5)
     h = round(w * 3 / 4)
-    with Image.open(SAMPLE) as im:
+    with Image.open(source) as im:
         big = im.convert("RGB").resize((w, h), Image.BICUBIC)
     buf = io.BytesIO()
     big.save(buf, "JPEG", quality=90)

@@ -31,6 +31,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 PHOTOS = [ROOT / "examples" / "astronaut.jpg", ROOT / "examples" / "group.jpg"]
 
 REMBG_LOOP = """
@@ -49,13 +50,9 @@ print(len(files) / (time.perf_counter() - start),
 
 
 def jpeg_of(megapixels: float, source: Path = PHOTOS[0]) -> bytes:
-    w = round((megapixels * 1e6 * 4 / 3) ** 0.5)
-    h = round(w * 3 / 4)
-    with Image.open(source) as im:
-        big = im.convert("RGB").resize((w, h), Image.BICUBIC)
-    buf = io.BytesIO()
-    big.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    from bench_remove import photo_bytes  # the same scaled-up JPEG as bench_remove's
+
+    return photo_bytes(megapixels, source)
 
 
 def one_photo(megapixels: float, repeats: int, segmenter) -> dict:

@@ -236,55 +236,28 @@ def test_default_limits_serve_a_burst_of_32_clients():
 
 
 @pytest.fixture()
-def live_server(tiny_onnx):
-    """`personcut serve` in a subprocess with a 1-second read timeout."""
-    import socket
-    import subprocess
-    import sys
-    import time
+def slow_server(tiny_onnx):
+    """A real server (uvicorn, sockets) with a 1-second read timeout."""
+    import urllib.parse
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "personcut",
-            "serve",
-            "--port",
-            str(port),
-            "--model",
-            str(tiny_onnx),
-            "--read-timeout",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield port
-    proc.terminate()
-    proc.wait(10)
+    from conftest import live_server
+
+    with live_server(tiny_onnx, "--read-timeout", "1") as url:
+        yield urllib.parse.urlparse(url).port
 
 
-def test_slow_clients_are_let_go(live_server):
+def test_slow_clients_are_let_go(slow_server):
     import socket
     import time
 
     # Slow headers: the head never completes; the server hangs up after the read timeout.
-    head = socket.create_connection(("127.0.0.1", live_server), timeout=5)
+    head = socket.create_connection(("127.0.0.1", slow_server), timeout=5)
     head.sendall(b"POST /api/remove HTTP/1.1\r\nHost: x\r\n")
     start = time.monotonic()
     assert head.recv(100) == b""  # closed by the server
     assert time.monotonic() - start < 4
     # Slow body: headers promise 1000 bytes, 10 arrive; the answer is 408.
-    body = socket.create_connection(("127.0.0.1", live_server), timeout=5)
+    body = socket.create_connection(("127.0.0.1", slow_server), timeout=5)
     body.sendall(
         b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Content-Length: 1000\r\n\r\n" + b"x" * 10

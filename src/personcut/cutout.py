@@ -17,7 +17,7 @@ from PIL import Image
 from personcut.imaging import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
-    compose,
+    compose_array,
     crop_box,
     encode,
     load_image,
@@ -86,11 +86,9 @@ class CutoutOptions:
         return replace(self, format=fmt)
 
 
-def compose_cutout(
-    image: Image.Image, rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions
-) -> Image.Image:
-    """The output picture for a decoded upright photo (``image``, its HxWx3 ``rgb``) and its
-    alpha. The photo's ICC profile is kept."""
+def compose_pixels(rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions) -> np.ndarray:
+    """The output as a uint8 array (HxW mask, HxWx4 RGBA or HxWx3 RGB) for an HxWx3 photo and
+    its alpha: threshold, crop, compose. Video frames use this directly (no PIL round trip)."""
     if options.threshold is not None:
         alpha = (alpha >= options.threshold).astype(np.float32)
     if options.crop:
@@ -98,7 +96,7 @@ def compose_cutout(
         if box is not None:
             left, top, right, bottom = box
             rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
-    out = compose(
+    return compose_array(
         rgb,
         alpha,
         mask_only=options.mask,
@@ -106,7 +104,17 @@ def compose_cutout(
         bg_image=options.bg_image,
         blur=options.blur,
     )
-    if "icc_profile" in image.info and out.mode != "L":
+
+
+def compose_cutout(
+    image: Image.Image, rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions
+) -> Image.Image:
+    """The output picture for a decoded upright photo (``image``, its HxWx3 ``rgb``) and its
+    alpha. The photo's ICC profile is kept."""
+    pixels = compose_pixels(rgb, alpha, options)
+    mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
+    out = Image.fromarray(pixels, mode)
+    if "icc_profile" in image.info and mode != "L":
         out.info["icc_profile"] = image.info["icc_profile"]
     return out
 

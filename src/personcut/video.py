@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from personcut.cutout import CutoutOptions, OptionError
-from personcut.imaging import compose_array
+from personcut.cutout import CutoutOptions, OptionError, compose_pixels
 
 log = logging.getLogger(__name__)
 
@@ -357,17 +356,7 @@ def _decode(packet, source):
 def _frame_pixels(frame, segmenter, options: CutoutOptions, smoother: TemporalFilter):
     """The output picture of one decoded frame as a uint8 array (mask, RGBA or RGB)."""
     rgb = frame.to_ndarray(format="rgb24")
-    alpha = smoother(segmenter.predict_rgb([rgb])[0])
-    if options.threshold is not None:
-        alpha = (alpha >= options.threshold).astype(np.float32)
-    return compose_array(
-        rgb,
-        alpha,
-        mask_only=options.mask,
-        bg=options.bg,
-        bg_image=options.bg_image,
-        blur=options.blur,
-    )
+    return compose_pixels(rgb, smoother(segmenter.predict_rgb([rgb])[0]), options)
 
 
 def _encode(av, pixels: np.ndarray, frame, output, target: _Target, work: Path, index: int):
