@@ -55,6 +55,34 @@ def make_clip(
     return path
 
 
+def black_clip(
+    path: Path,
+    times: list[float],
+    size=(64, 48),
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+) -> Path:
+    """Black frames shown at ``times`` (seconds; any spacing), for timing and container tests."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=10)
+        v.width, v.height, v.pix_fmt = size[0], size[1], pix_fmt
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            v.set_display_rotation(rotation)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(np.zeros((size[1], size[0], 3), np.uint8), "rgb24")
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in v.encode(frame):
+                out.mux(packet)
+        for packet in v.encode(None):
+            out.mux(packet)
+    return path
+
+
 def probe(path: Path) -> dict:
     with av.open(str(path)) as c:
         v = c.streams.video[0]
@@ -171,16 +199,7 @@ def test_bad_inputs_are_named_and_nothing_is_left(clip, seg, tmp_path):
 
 def test_odd_sides_are_refused_for_420_codecs(seg, tmp_path):
     # Odd sides need a codec that can hold them: made as PNG frames in a MOV (ProRes 4444).
-    path = tmp_path / "odd.mov"
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("prores_ks", rate=5)
-        v.width, v.height, v.pix_fmt = 33, 21, "yuv444p10le"
-        for _ in range(2):
-            frame = av.VideoFrame.from_ndarray(np.zeros((21, 33, 3), np.uint8), format="rgb24")
-            for p in v.encode(frame.reformat(format="yuv444p10le")):
-                out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
+    path = black_clip(tmp_path / "odd.mov", [0, 0.2], (33, 21), "prores_ks", "yuv444p10le")
     with pytest.raises(VideoError, match="33x21 has an odd side"):
         remove_video(path, tmp_path / "o.webm", segmenter=seg, progress=False)
     stats = remove_video(path, tmp_path / "o.mov", segmenter=seg, progress=False)
@@ -207,17 +226,7 @@ def test_background_picture(clip, seg, tmp_path):
 
 def test_rotation_is_kept(seg, tmp_path):
     # A phone clip stored sideways with a display rotation: the output shows it the same way.
-    path = tmp_path / "phone.mp4"
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=5)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.set_display_rotation(90)
-        for _ in range(3):
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            for p in v.encode(frame):
-                out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
+    path = black_clip(tmp_path / "phone.mp4", [0, 0.2, 0.4], rotation=90)
     for name in ("o.webm", "o.mov"):
         remove_video(path, tmp_path / name, segmenter=seg, progress=False)
         with av.open(str(tmp_path / name)) as c:
@@ -225,21 +234,8 @@ def test_rotation_is_kept(seg, tmp_path):
 
 
 def test_variable_frame_rate_timing_is_kept(seg, tmp_path):
-    from fractions import Fraction
-
-    path = tmp_path / "vfr.mkv"
     times = [0.0, 0.1, 0.35, 0.4, 0.9]  # seconds: irregular gaps
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=10)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
-        for t in times:
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
-            for p in v.encode(frame):
-                out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
+    path = black_clip(tmp_path / "vfr.mkv", times)
     remove_video(path, tmp_path / "o.webm", segmenter=seg, progress=False)
     with av.open(str(tmp_path / "o.webm")) as c:
         got = [round(float(f.pts * f.time_base), 2) for f in c.decode(video=0)]
@@ -247,16 +243,7 @@ def test_variable_frame_rate_timing_is_kept(seg, tmp_path):
 
 
 def test_a_clip_with_no_frame_is_an_error_and_leaves_nothing(seg, tmp_path):
-    path = tmp_path / "h.mkv"
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=5)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        for _ in range(3):
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            for p in v.encode(frame):
-                out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
+    path = black_clip(tmp_path / "h.mkv", [0, 0.2, 0.4])
     header_only = tmp_path / "header.mkv"
     header_only.write_bytes(path.read_bytes()[:600])  # the header and not one whole frame
     with pytest.raises(VideoError, match="header.mkv: no frame could be decoded"):
