@@ -97,13 +97,14 @@ def main() -> int:
     p.add_argument("--sizes", nargs="+", type=int, default=[720, 1080], help="frame heights")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--model", help="model file or shipped name; default: the shipped model")
+    p.add_argument("--size", type=int, help="working size; default: remove_video's for clips")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "video.json")
     args = p.parse_args()
 
     from personcut.inference import Segmenter
-    from personcut.video import flicker, remove_video
+    from personcut.video import VIDEO_WORKING_SIZE, flicker, remove_video
 
-    seg = Segmenter(args.model, device="cpu")
+    seg = Segmenter(args.model, device="cpu", working_size=args.size or VIDEO_WORKING_SIZE)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -339,7 +339,7 @@ def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
     """Clips go one by one through personcut.video; -o names the output (one clip) or a folder
     (several). Without -o: NAME.cutout.webm beside the clip (.mp4 when the result is opaque)."""
     from personcut.inference import Segmenter
-    from personcut.video import remove_video
+    from personcut.video import VIDEO_WORKING_SIZE, remove_video
 
     if len(videos) != len(args.inputs):
         print("personcut remove: give clips and photos in separate runs", file=sys.stderr)
@@ -347,7 +347,9 @@ def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
     opaque = bool(args.mask or args.bg or args.bg_image or args.blur)
     ext = ".mp4" if opaque else ".webm"
     out = Path(args.output) if args.output else None
-    segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
+    segmenter = Segmenter(
+        args.model, device=args.device, working_size=args.size or VIDEO_WORKING_SIZE
+    )
     failures, ok = [], 0
     for video in videos:
         src = Path(video)

@@ -33,6 +33,13 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi")
 """Inputs treated as clips by ``personcut remove`` (a .gif input stays an image)."""
 
 
+VIDEO_WORKING_SIZE = 256
+"""The network's long side for clips when the caller does not choose one. The shipped model
+scores the same on persons-val at 256 as at the photo default 320 (person IoU 0.926 and 0.925,
+`personcut evaluate --size`), and 256 is what lets 720p run at 15 frames per second on two cores
+(benchmarks/RESULTS.md)."""
+
+
 class VideoError(ValueError):
     """A clip that cannot be read or written; the message names the file and the reason."""
 
@@ -216,9 +223,9 @@ def remove_video(
             )
             options = replace(options, bg_image=np.asarray(back))
         if segmenter is None:
-            from personcut.inference import default_segmenter
+            from personcut.inference import Segmenter
 
-            segmenter = default_segmenter()
+            segmenter = Segmenter(working_size=VIDEO_WORKING_SIZE)
         work = _work_path(dst, target)
         try:
             stats = _transcode(
@@ -311,12 +318,15 @@ def _transcode(
                     if frames == 0 and output is not None and frame.rotation:
                         # The display rotation is a header field: set before the first packet.
                         output.streams.video[0].set_display_rotation(frame.rotation)
-                    pixels = _frame_pixels(frame, segmenter, options, smoother)
+                    rgb = frame.to_ndarray(format="rgb24")
+                    alpha = smoother(segmenter.predict_rgb([rgb])[0])
                     if output is not None:
                         collect()
                     elif pending is not None:
                         pending.result()
-                    pending = pool.submit(_encode, av, pixels, frame, output, target, work, frames)
+                    pending = pool.submit(
+                        _encode, av, rgb, alpha, options, frame, output, target, work, frames
+                    )
                     frames += 1
                     bar.update()
             elif aout is not None:
@@ -353,15 +363,12 @@ def _decode(packet, source):
         raise VideoError(f"{source.name}: cannot be decoded, truncated or corrupt ({exc})") from exc
 
 
-def _frame_pixels(frame, segmenter, options: CutoutOptions, smoother: TemporalFilter):
-    """The output picture of one decoded frame as a uint8 array (mask, RGBA or RGB)."""
-    rgb = frame.to_ndarray(format="rgb24")
-    return compose_pixels(rgb, smoother(segmenter.predict_rgb([rgb])[0]), options)
-
-
-def _encode(av, pixels: np.ndarray, frame, output, target: _Target, work: Path, index: int):
-    """Encode one output picture; returns the packets to mux (none for PNG frames, which are
-    written here)."""
+def _encode(
+    av, rgb, alpha, options: CutoutOptions, frame, output, target: _Target, work: Path, index: int
+):
+    """Compose and encode one output picture; returns the packets to mux (none for PNG frames,
+    which are written here)."""
+    pixels = compose_pixels(rgb, alpha, options)
     if output is None:  # a folder of PNG frames
         from personcut.imaging import encode
 
