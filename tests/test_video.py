@@ -249,3 +249,18 @@ def test_a_clip_with_no_frame_is_an_error_and_leaves_nothing(seg, tmp_path):
     with pytest.raises(VideoError, match="header.mkv: no frame could be decoded"):
         remove_video(header_only, tmp_path / "o.webm", segmenter=seg, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h.mkv", "header.mkv"]
+
+
+def test_a_frame_folder_with_other_files_is_never_replaced(clip, seg, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(VideoError, match="holds other files"):
+        remove_video(clip, folder, segmenter=seg, overwrite=True, progress=False)
+    assert (folder / "notes.txt").read_text() == "mine"
+    (folder / "notes.txt").unlink()
+    remove_video(clip, folder, segmenter=seg, progress=False)  # empty: fine
+    with pytest.raises(VideoError, match="holds frames"):
+        remove_video(clip, folder, segmenter=seg, progress=False)
+    remove_video(clip, folder, segmenter=seg, overwrite=True, progress=False)
+    assert len(list(folder.iterdir())) == 6

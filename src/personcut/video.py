@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -188,11 +189,18 @@ def remove_video(
     smoother = TemporalFilter(smoothing)
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
-    if (
-        dst.exists()
-        and not overwrite
-        and not (target.container is None and dst.is_dir() and not any(dst.iterdir()))
-    ):
+    if target.container is None and dst.is_dir():
+        # A frame folder is replaced only when it holds nothing but frames: --overwrite must
+        # never delete a user's other files.
+        others = [f.name for f in dst.iterdir() if not re.fullmatch(r"frame_\d+\.png", f.name)]
+        if others:
+            raise VideoError(
+                f"{src}: output folder {dst} holds other files ({others[0]}, ...); "
+                "give an empty or new folder"
+            )
+        if any(dst.iterdir()) and not overwrite:
+            raise VideoError(f"{src}: output {dst} holds frames (use --overwrite to replace them)")
+    elif dst.exists() and not overwrite:
         raise VideoError(f"{src}: output {dst} exists (use --overwrite to replace it)")
     if src.resolve() == dst.resolve():
         raise VideoError(f"{src}: output is the input; refusing to overwrite it")

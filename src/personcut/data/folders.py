@@ -86,8 +86,10 @@ class FolderDataset(Dataset):
                 try:  # headers only: cheap enough to check every pair up front
                     with Image.open(image_path) as im, Image.open(mask_path) as mk:
                         if im.size != mk.size:
-                            problem = f"is {im.size[0]}x{im.size[1]} but its mask is " \
-                                      f"{mk.size[0]}x{mk.size[1]}"
+                            problem = (
+                                f"is {im.size[0]}x{im.size[1]} but its mask is "
+                                f"{mk.size[0]}x{mk.size[1]}"
+                            )
                         elif mk.mode not in GRAY_MODES:
                             self.colour_masks.append(str(mask_path))
                 except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
@@ -102,8 +104,10 @@ class FolderDataset(Dataset):
         if self.colour_masks:
             log.warning(
                 "%s: %d masks are not grayscale (first: %s); person is read from their alpha, "
-                "or else wherever any colour channel is >= 128", self.root,
-                len(self.colour_masks), self.colour_masks[0],
+                "or else wherever any colour channel is >= 128",
+                self.root,
+                len(self.colour_masks),
+                self.colour_masks[0],
             )
 
     def __len__(self) -> int:
@@ -119,8 +123,10 @@ class FolderDataset(Dataset):
             with Image.open(ignore_path) as im:
                 unsure = np.asarray(im.convert("L")) >= 128
             if unsure.shape != mask.shape:
-                raise ValueError(f"{ignore_path} is {unsure.shape[1]}x{unsure.shape[0]}, its "
-                                 f"mask {mask.shape[1]}x{mask.shape[0]}")
+                raise ValueError(
+                    f"{ignore_path} is {unsure.shape[1]}x{unsure.shape[0]}, its "
+                    f"mask {mask.shape[1]}x{mask.shape[0]}"
+                )
             mask[unsure] = IGNORE
         return image, mask, group
 

@@ -138,12 +138,20 @@ class SceneDataset(Dataset):
         w = max(1, round(rgb.shape[1] * scale))
         h = max(1, round(rgb.shape[0] * scale))
         # Premultiplied resize: edges blend into the new scene without a rim of the old one.
-        a = np.asarray(Image.fromarray(np.ascontiguousarray(alpha)).resize((w, h), Image.BILINEAR),
-                       np.float32) / 255.0
+        a = (
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(alpha)).resize((w, h), Image.BILINEAR),
+                np.float32,
+            )
+            / 255.0
+        )
         premult = (rgb.astype(np.float32) * (alpha[..., None] / 255.0)).astype(np.float32)
         channels = [
-            np.asarray(Image.fromarray(np.ascontiguousarray(premult[..., c]), "F").resize(
-                (w, h), Image.BILINEAR))
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(premult[..., c]), "F").resize(
+                    (w, h), Image.BILINEAR
+                )
+            )
             for c in range(3)
         ]
         colour = np.stack(channels, -1) / np.maximum(a, 1e-3)[..., None]
@@ -184,4 +192,3 @@ class SceneDataset(Dataset):
             canvas[cy0:cy1, cx0:cx1] = region * (1 - pa) + pc * pa
             mask[cy0:cy1, cx0:cx1][pa[..., 0] >= 0.5] = 1
         return self._finish(canvas.round().clip(0, 255).astype(np.uint8), mask)
-

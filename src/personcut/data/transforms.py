@@ -53,8 +53,9 @@ class CopyPaste:
         # Resize colour premultiplied by the person's alpha, so edges blend into the new scene
         # instead of carrying a rim of the old background.
         alpha = (mask == 1).float()[None]
-        premult = F.interpolate(image[None].float() * alpha, (ph, pw), mode="bilinear",
-                                antialias=True)[0]
+        premult = F.interpolate(
+            image[None].float() * alpha, (ph, pw), mode="bilinear", antialias=True
+        )[0]
         a = F.interpolate(alpha, (ph, pw), mode="bilinear", antialias=True)[0].clamp(0, 1)
         colour = premult / a.clamp_min(1e-3)
         ignore = F.interpolate((mask == IGNORE).float()[None], (ph, pw), mode="nearest")[0]
@@ -92,11 +93,13 @@ class TrainTransform:
                 v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
                 v2.RandomHorizontalFlip(),
                 v2.RandomApply(
-                    [v2.RandomAffine(
-                        degrees=rotate_degrees,
-                        scale=(0.9, 1.1),
-                        fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE},
-                    )],
+                    [
+                        v2.RandomAffine(
+                            degrees=rotate_degrees,
+                            scale=(0.9, 1.1),
+                            fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE},
+                        )
+                    ],
                     p=0.5,
                 ),
             ]
@@ -147,8 +150,10 @@ def eval_collate(batch):
     the network sees each image exactly as ``personcut remove`` does."""
     ph = max(b[0].shape[-2] for b in batch)
     pw = max(b[0].shape[-1] for b in batch)
-    images = torch.stack([
-        F.pad(b[0][None], (0, pw - b[0].shape[-1], 0, ph - b[0].shape[-2]), mode="replicate")[0]
-        for b in batch
-    ])
+    images = torch.stack(
+        [
+            F.pad(b[0][None], (0, pw - b[0].shape[-1], 0, ph - b[0].shape[-2]), mode="replicate")[0]
+            for b in batch
+        ]
+    )
     return images, [b[1] for b in batch], [b[2] for b in batch], [b[3] for b in batch]
