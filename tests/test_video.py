@@ -264,3 +264,11 @@ def test_a_frame_folder_with_other_files_is_never_replaced(clip, seg, tmp_path):
         remove_video(clip, folder, segmenter=seg, progress=False)
     remove_video(clip, folder, segmenter=seg, overwrite=True, progress=False)
     assert len(list(folder.iterdir())) == 6
+
+
+def test_crop_is_refused_for_clips(clip, seg, tmp_path):
+    from personcut.cutout import CutoutOptions
+
+    with pytest.raises(OptionError, match="crop is for photos"):
+        remove_video(clip, tmp_path / "o.webm", segmenter=seg, options=CutoutOptions(crop=True))
+    assert not list(tmp_path.iterdir())

@@ -13,8 +13,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from personcut import __version__
+
+if TYPE_CHECKING:  # imported where used, so `personcut remove` starts fast
+    from personcut.cutout import CutoutOptions
 
 log = logging.getLogger("personcut")
 
@@ -253,18 +257,10 @@ def _remove(args: argparse.Namespace) -> int:
     from personcut.cutout import CutoutOptions, OptionError, cutout_many
     from personcut.imaging import load_image, write_atomic
     from personcut.inference import Segmenter
+    from personcut.video import VIDEO_EXTENSIONS
 
     if args.output == "-":
         args.output = None
-    from personcut.video import VIDEO_EXTENSIONS
-
-    videos = [
-        i
-        for i in args.inputs
-        if i != "-" and Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()
-    ]
-    if videos:
-        return _remove_videos(args, videos)
     try:  # a bad option fails before any work, with the message every entry point gives
         options = CutoutOptions(
             mask=args.mask,
@@ -279,6 +275,13 @@ def _remove(args: argparse.Namespace) -> int:
     except (OptionError, ValueError) as exc:
         print(f"personcut remove: {exc}", file=sys.stderr)
         return 2
+    videos = [
+        i
+        for i in args.inputs
+        if i != "-" and Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()
+    ]
+    if videos:
+        return _remove_videos(args, videos, options)
     jobs, failures = _plan(args)
     if not jobs:
         for f in failures:
@@ -327,6 +330,11 @@ def _remove(args: argparse.Namespace) -> int:
         except OSError as exc:
             failures.append(f"{job.name}: cannot write {job.output} ({exc})")
     bar.close()
+    return _report(ok, failures)
+
+
+def _report(ok: int, failures: list[str]) -> int:
+    """One line per failed input, a count, and the exit code."""
     for f in failures:
         print(f"personcut remove: {f}", file=sys.stderr)
     if failures:
@@ -335,7 +343,7 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
+def _remove_videos(args: argparse.Namespace, videos: list[str], options: CutoutOptions) -> int:
     """Clips go one by one through personcut.video; -o names the output (one clip) or a folder
     (several). Without -o: NAME.cutout.webm beside the clip (.mp4 when the result is opaque)."""
     from personcut.inference import Segmenter
@@ -344,8 +352,7 @@ def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
     if len(videos) != len(args.inputs):
         print("personcut remove: give clips and photos in separate runs", file=sys.stderr)
         return 2
-    opaque = bool(args.mask or args.bg or args.bg_image or args.blur)
-    ext = ".mp4" if opaque else ".webm"
+    ext = ".mp4" if options.opaque else ".webm"
     out = Path(args.output) if args.output else None
     segmenter = Segmenter(
         args.model, device=args.device, working_size=args.size or VIDEO_WORKING_SIZE
@@ -364,11 +371,7 @@ def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
                 src,
                 dst,
                 segmenter=segmenter,
-                mask=args.mask,
-                bg=args.bg,
-                bg_image=args.bg_image,
-                blur=args.blur,
-                threshold=args.threshold,
+                options=options,
                 smoothing=args.smoothing,
                 overwrite=args.overwrite,
                 progress=not args.quiet,
@@ -378,12 +381,7 @@ def _remove_videos(args: argparse.Namespace, videos: list[str]) -> int:
         except (ValueError, OSError, ModuleNotFoundError) as exc:
             text = str(exc)
             failures.append(text if str(src) in text else f"{src}: {text}")
-    for f in failures:
-        print(f"personcut remove: {f}", file=sys.stderr)
-    if failures:
-        print(f"personcut remove: {ok} done, {len(failures)} failed", file=sys.stderr)
-        return 1
-    return 0
+    return _report(ok, failures)
 
 
 INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")

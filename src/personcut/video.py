@@ -169,12 +169,17 @@ def remove_video(
     bg_image: Any = None,
     blur: float = 0.0,
     threshold: float | None = None,
+    options: CutoutOptions | None = None,
     smoothing: float = 0.6,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Cut the people out of the clip ``src`` into ``dst`` (see the module's docstring for the
     kinds of output). ``src`` is never modified; ``dst`` appears only when complete.
+
+    The look is given either by the keywords of :func:`personcut.remove` (mask, bg, bg_image,
+    blur, threshold) or as one ready :class:`~personcut.cutout.CutoutOptions` (``options``,
+    which then wins; its format is ignored, and crop is refused: frames keep their size).
 
     Returns frame count, size, frame rate, audio handling and the seconds spent.
     """
@@ -184,7 +189,10 @@ def remove_video(
 
     av = _import_av()
     src, dst = Path(src), Path(dst)
-    options = CutoutOptions(mask=mask, bg=bg, bg_image=bg_image, blur=blur, threshold=threshold)
+    if options is None:
+        options = CutoutOptions(mask=mask, bg=bg, bg_image=bg_image, blur=blur, threshold=threshold)
+    if options.crop:
+        raise OptionError("crop is for photos: a clip's frames must all keep the clip's size")
     target = _target(dst, transparent=not options.opaque)
     smoother = TemporalFilter(smoothing)
     if not src.is_file():
