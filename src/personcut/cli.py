@@ -50,12 +50,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         make_eval_loader,
         setup_runtime,
     )
-    from personcut.inference import WEIGHTS, Segmenter
+    from personcut.inference import Segmenter, resolve_model
     from personcut.plots import prediction_sheet
 
-    shipped = WEIGHTS / f"{args.model}.onnx"  # a shipped model's name: personcut, classic
-    if not args.model.exists() and args.model.suffix == "" and shipped.is_file():
-        args.model = shipped
+    if not args.model.exists() and args.model.suffix == "":
+        args.model = resolve_model(str(args.model))  # a shipped model's name: its .onnx
     if args.model.suffix == ".onnx":
         # The path users get: the Segmenter's resize, network and guided upsampling. The levels
         # step is left out: it does not move the 0.5 threshold (IoU is the same) but would make

@@ -17,6 +17,7 @@ from PIL import Image
 from personcut.imaging import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
+    array_image,
     compose_array,
     crop_box,
     encode,
@@ -111,10 +112,8 @@ def compose_cutout(
 ) -> Image.Image:
     """The output picture for a decoded upright photo (``image``, its HxWx3 ``rgb``) and its
     alpha. The photo's ICC profile is kept."""
-    pixels = compose_pixels(rgb, alpha, options)
-    mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
-    out = Image.fromarray(pixels, mode)
-    if "icc_profile" in image.info and mode != "L":
+    out = array_image(compose_pixels(rgb, alpha, options))
+    if "icc_profile" in image.info and out.mode != "L":
         out.info["icc_profile"] = image.info["icc_profile"]
     return out
 

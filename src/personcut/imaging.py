@@ -163,9 +163,15 @@ def compose(
     Default: RGBA cutout. ``mask_only``: 8-bit mask. ``bg``/``bg_image``/``blur``: the people over
     a colour, a picture scaled to cover, or the photo itself blurred; opaque RGB.
     """
-    out = compose_array(rgb, alpha, mask_only=mask_only, bg=bg, bg_image=bg_image, blur=blur)
-    mode = "L" if out.ndim == 2 else ("RGBA" if out.shape[2] == 4 else "RGB")
-    return Image.fromarray(out, mode)
+    return array_image(
+        compose_array(rgb, alpha, mask_only=mask_only, bg=bg, bg_image=bg_image, blur=blur)
+    )
+
+
+def array_image(pixels: np.ndarray) -> Image.Image:
+    """A composed uint8 array (HxW, HxWx3 or HxWx4) as a PIL image in "L", "RGB" or "RGBA"."""
+    mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
+    return Image.fromarray(pixels, mode)
 
 
 def compose_array(

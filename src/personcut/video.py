@@ -386,10 +386,9 @@ def _encode(
     which are written here)."""
     pixels = compose_pixels(rgb, alpha, options)
     if output is None:  # a folder of PNG frames
-        from personcut.imaging import encode
+        from personcut.imaging import array_image, encode
 
-        mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
-        (work / f"frame_{index:06d}.png").write_bytes(encode(Image.fromarray(pixels, mode), "PNG"))
+        (work / f"frame_{index:06d}.png").write_bytes(encode(array_image(pixels), "PNG"))
         return []
     fmt = "gray" if pixels.ndim == 2 else ("rgba" if pixels.shape[2] == 4 else "rgb24")
     out = av.VideoFrame.from_ndarray(pixels, format=fmt)
