@@ -204,25 +204,27 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         held = [0]
         try:
             body, form = await read_upload(request, held)
-            return await _cut(request, body, form, mask, bg, blur, crop, threshold, format)
+            # Form fields (from the web page) override the query string. Form values arrive as
+            # text, unchecked by FastAPI: CutoutOptions checks the merged values by one set of
+            # rules.
+            try:
+                options = CutoutOptions(
+                    mask=_flag(form.get("mask"), mask),
+                    crop=_flag(form.get("crop"), crop),
+                    bg=form.get("bg") or bg,
+                    blur=_number(form, "blur", blur),
+                    threshold=_number(form, "threshold", threshold),
+                    format=form.get("format") or format,
+                )
+            except ValueError as exc:
+                raise ApiError(422, "invalid_option", str(exc)) from exc
+            return await run_cutout(body, options)
         finally:
             release_bytes(held[0])  # whatever happened: the upload's bytes are let go
 
-    async def _cut(request, body, form, mask, bg, blur, crop, threshold, format) -> Response:
+    async def run_cutout(body: bytes, options: CutoutOptions) -> Response:
+        """Admit the job (or 503), run it in the pool, answer within the timeout (or 504)."""
         nonlocal admitted
-        # Form fields (from the web page) override the query string. Form values arrive as
-        # text, unchecked by FastAPI: CutoutOptions checks the merged values by one set of rules.
-        try:
-            options = CutoutOptions(
-                mask=_flag(form.get("mask"), mask),
-                crop=_flag(form.get("crop"), crop),
-                bg=form.get("bg") or bg,
-                blur=_number(form, "blur", blur),
-                threshold=_number(form, "threshold", threshold),
-                format=form.get("format") or format,
-            )
-        except ValueError as exc:
-            raise ApiError(422, "invalid_option", str(exc)) from exc
         with lock:
             if admitted >= settings.workers + settings.queue_size:
                 raise ApiError(
