@@ -233,3 +233,12 @@ def test_evaluate_scores_onnx_and_shipped_models_through_the_segmenter(
     assert 0 <= result["person_iou"] <= 1 and set(result["by_source"]) == {"alpha", "beta"}
     assert main(["evaluate", "--model", "personcut", "--data", str(folder_data)]) == 0
     assert json.loads(capsys.readouterr().out)["scored_through"].startswith("Segmenter")
+
+
+def test_workers_give_the_same_files(photos, tiny_onnx, tmp_path, capsys):
+    assert run([photos, "-o", tmp_path / "one", "--workers", "1"], tiny_onnx) == 0
+    assert run([photos, "-o", tmp_path / "two", "--workers", "2"], tiny_onnx) == 0
+    for name in ("a.png", "b.png"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    assert run([photos, "-o", tmp_path / "none", "--workers", "0"], tiny_onnx) == 2
+    assert "--workers" in capsys.readouterr().err and not (tmp_path / "none").exists()

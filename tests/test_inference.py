@@ -270,3 +270,42 @@ def test_fast_guided_filter_matches_the_reference_formula():
     gray8 = np.asarray(Image.fromarray(full).convert("L"))
     fast = guided_upsample(prob, g_low, gray8, stretch=ALPHA_LEVELS)
     assert fast.dtype == np.float32 and np.abs(fast - reference).max() < 1e-4
+
+
+def test_box_filter_is_exact_at_the_working_size():
+    """Means of 5x5 windows (clipped at the borders) of a working-size map, in float32, against
+    float64 brute force. A 2-D prefix sum in float32 was off by ~5e-4 here, which the guided
+    filter's division by a small variance magnifies."""
+    from personcut.inference import _box
+
+    rng = np.random.default_rng(5)
+    x = rng.random((240, 320))
+    got = _box(x.astype(np.float32), 2)
+    padded = np.pad(x, 2, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
+    expected = np.nanmean(windows, axis=(-2, -1))
+    assert got.dtype == np.float32 and np.abs(got - expected).max() < 2e-5
+    stacked = _box(np.stack([x, 1 - x]).astype(np.float32), 2)  # one pass over a stack
+    assert np.allclose(stacked[0], got) and np.allclose(stacked[1], 1 - got, atol=2e-5)
+
+
+def test_photos_side_by_side_give_the_same_bytes_in_order(tiny_onnx, photo, tmp_path):
+    from personcut.cutout import CutoutOptions, cutout_many
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    images = [photo, bad, photo.rotate(90, expand=True), photo, bad, photo]
+    alone = list(cutout_many(Segmenter(tiny_onnx), images, CutoutOptions()))
+    side_by_side = list(
+        cutout_many(Segmenter(tiny_onnx, threads=1), images, CutoutOptions(), workers=3)
+    )
+    assert [i for i, _ in side_by_side] == list(range(len(images)))
+    for (_, a), (_, b) in zip(alone, side_by_side, strict=True):
+        if isinstance(a, Exception):
+            assert isinstance(b, ImageError) and "bad.png" in str(b)
+        else:
+            assert a == b
+    with pytest.raises(ValueError, match="threads"):
+        Segmenter(tiny_onnx, threads=0)
+    with pytest.raises(ValueError, match="workers"):
+        list(cutout_many(Segmenter(tiny_onnx), images, CutoutOptions(), workers=0))

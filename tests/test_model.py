@@ -80,3 +80,20 @@ def test_lite0_loads_imagenet_weights_from_the_wheel():
     assert not torch.equal(before, after)
     # Trained BatchNorm statistics, not the fresh ones (mean 0, var 1).
     assert model.encoder.body.bn1.running_var.std() > 0.01
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_fixed_padding_matches_timms_same_padding_on_even_sides(kernel):
+    timm_layers = pytest.importorskip("timm.layers")
+    from personcut.model import FixedPadConv2d, fix_same_padding
+
+    torch.manual_seed(0)
+    same = timm_layers.Conv2dSame(4, 6, kernel, stride=2, groups=2)
+    fixed = FixedPadConv2d(same)
+    for h, w in ((32, 64), (96, 160)):  # the sides the Segmenter gives: multiples of 32
+        x = torch.rand(1, 4, h, w)
+        assert torch.allclose(fixed(x), same(x), atol=1e-6)
+    nested = timm_layers.Conv2dSame(6, 6, kernel, stride=2)
+    model = torch.nn.Sequential(same, torch.nn.ReLU(), torch.nn.Sequential(nested))
+    assert fix_same_padding(model) == 2
+    assert all(type(m) is not timm_layers.Conv2dSame for m in model.modules())

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING
 
 from personcut import __version__
 
+MAX_WORKERS = 8
+"""Most photos `remove` works on at once by default: more cores than this rarely pay for the
+memory of more full-size photos in flight."""
+
 if TYPE_CHECKING:  # imported where used, so `personcut remove` starts fast
     from personcut.cutout import CutoutOptions
 
@@ -258,6 +262,9 @@ def _remove(args: argparse.Namespace) -> int:
     from personcut.inference import Segmenter
     from personcut.video import VIDEO_EXTENSIONS
 
+    if args.workers is not None and args.workers < 1:
+        print("personcut remove: --workers must be at least 1", file=sys.stderr)
+        return 2
     if args.output == "-":
         args.output = None
     try:  # a bad option fails before any work, with the message every entry point gives
@@ -297,7 +304,10 @@ def _remove(args: argparse.Namespace) -> int:
         except ValueError as exc:
             failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
     jobs = runnable
-    segmenter = Segmenter(args.model, device=args.device, working_size=args.size)
+    workers = args.workers or max(1, min(os.cpu_count() or 1, MAX_WORKERS, len(jobs)))
+    # Side by side, each photo's network gets one core; alone, it gets them all.
+    threads = 1 if workers > 1 else None
+    segmenter = Segmenter(args.model, device=args.device, working_size=args.size, threads=threads)
     stdin_data = None
     if any(j.source is None for j in jobs):
         if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
@@ -309,7 +319,12 @@ def _remove(args: argparse.Namespace) -> int:
     ok = 0
     bar = tqdm(total=len(jobs), desc="remove", unit="img", disable=len(jobs) < 2 or args.quiet)
     results = cutout_many(
-        segmenter, sources, job_options, max_pixels=args.max_pixels, batch_size=args.batch_size
+        segmenter,
+        sources,
+        job_options,
+        max_pixels=args.max_pixels,
+        batch_size=args.batch_size,
+        workers=workers,
     )
     for i, result in results:
         job = jobs[i]
@@ -435,6 +450,12 @@ def _add_remove(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--size", type=int, help="working size (long side); default: the model's")
     p.add_argument("--batch-size", type=int, default=1, help="images per inference call")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="photos worked on at once, each on one core; default: one per core (at most "
+        f"{MAX_WORKERS}) for several photos, and one photo on all cores alone",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_remove)
 

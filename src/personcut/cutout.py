@@ -7,6 +7,7 @@ option means the same thing everywhere and its checks and messages are written o
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -151,69 +152,62 @@ def cutout_many(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     batch_size: int = 1,
+    workers: int = 1,
 ) -> Iterator[tuple[int, bytes | Exception]]:
     """Cut out many photos; yields ``(index, encoded bytes or the error)`` in input order.
 
-    Decoding runs ahead and composing/encoding behind inference in a thread pool (Pillow and
-    ONNX Runtime release the GIL), a bounded window ahead so memory stays flat over big folders.
+    ``workers`` batches of ``batch_size`` photos are worked on at once, each in its own thread
+    from decoding to encoding (ONNX Runtime, Pillow, NumPy and fpng release the GIL), a bounded
+    window ahead so memory stays flat over big folders. Whole photos side by side keep every core
+    busy with no hand-over between stages; give the segmenter one thread per worker
+    (``Segmenter(threads=1)``) so that the network's own threads do not fight the other worker.
     A photo that fails gives its exception and the others go on. ``options`` may differ per
     photo (e.g. the output format from each output's name).
     """
     per_image = [options] * len(images) if isinstance(options, CutoutOptions) else list(options)
     if len(per_image) != len(images):
         raise ValueError("give one CutoutOptions, or one per image")
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be at least 1")
 
-    def decode(i: int):
-        decoded = load_image(images[i], max_pixels)
-        return decoded, to_rgb(decoded)
-
-    def finish(i: int, decoded: Image.Image, rgb: np.ndarray, alpha: np.ndarray) -> bytes:
-        result = compose_cutout(decoded, rgb, alpha, per_image[i])
-        return encode(result, per_image[i].format, result.info.get("icc_profile"))
-
-    def result(item) -> bytes | Exception:
-        if not isinstance(item, Future):
-            return item
+    def run(indices: range) -> list[tuple[int, bytes | Exception]]:
+        done: list[tuple[int, bytes | Exception]] = []
+        decoded = []
+        for i in indices:
+            try:
+                image = load_image(images[i], max_pixels)
+                decoded.append((i, image, to_rgb(image)))
+            except Exception as exc:  # noqa: BLE001 - reported per photo, the rest go on
+                done.append((i, exc))
         try:
-            return item.result()
-        except Exception as exc:  # noqa: BLE001 - reported per photo, the rest go on
-            return exc
+            alphas = segmenter.predict_rgb([d[2] for d in decoded]) if decoded else []
+        except Exception as exc:  # noqa: BLE001
+            alphas = [RuntimeError(f"inference failed ({exc})")] * len(decoded)
+        for (i, image, rgb), alpha in zip(decoded, alphas, strict=True):
+            if isinstance(alpha, Exception):
+                done.append((i, alpha))
+                continue
+            try:
+                result = compose_cutout(image, rgb, alpha, per_image[i])
+                done.append(
+                    (i, encode(result, per_image[i].format, result.info.get("icc_profile")))
+                )
+            except Exception as exc:  # noqa: BLE001
+                done.append((i, exc))
+        return sorted(done, key=lambda d: d[0])
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        window = batch_size + 2
-        decoding: list[tuple[int, Future]] = [
-            (i, pool.submit(decode, i)) for i in range(min(window, len(images)))
-        ]
-        queued = len(decoding)
-        # (index, encoded bytes / error / Future of them), in input order. A batch's composing
-        # and encoding runs in the pool while the network works on the next batch, and is
-        # collected only after that: the encoder of one photo beside the network of the next.
-        outbox: list[tuple[int, object]] = []
-        while decoding:
-            batch, this_round = [], []
-            while decoding and len(batch) < batch_size:
-                i, future = decoding.pop(0)
-                if queued < len(images):
-                    decoding.append((queued, pool.submit(decode, queued)))
-                    queued += 1
-                try:
-                    batch.append((i, *future.result()))
-                except Exception as exc:  # noqa: BLE001
-                    this_round.append((i, exc))
-            if batch:
-                try:
-                    alphas = segmenter.predict_rgb([b[2] for b in batch])
-                except Exception as exc:  # noqa: BLE001
-                    this_round.extend(
-                        (b[0], RuntimeError(f"inference failed ({exc})")) for b in batch
-                    )
-                else:
-                    this_round.extend(
-                        (b[0], pool.submit(finish, *b, a))
-                        for b, a in zip(batch, alphas, strict=True)
-                    )
-            for i, item in outbox:  # the previous round's, finished during this inference
-                yield i, result(item)
-            outbox = sorted(this_round, key=lambda d: d[0])
-        for i, item in outbox:
-            yield i, result(item)
+    batches = [
+        range(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)
+    ]
+    if workers == 1:  # no threads to start or to hand over to
+        for indices in batches:
+            yield from run(indices)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutout") as pool:
+        pending: deque[Future] = deque()
+        for indices in batches:
+            pending.append(pool.submit(run, indices))
+            if len(pending) > 2 * workers:  # a window ahead, not the whole folder in memory
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()

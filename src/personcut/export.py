@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -13,7 +14,7 @@ import torch
 
 from personcut.checkpoint import atomic_write, load_model
 from personcut.config import Config
-from personcut.model import UNet, count_parameters
+from personcut.model import UNet, count_parameters, fix_same_padding
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,11 @@ def export_onnx(
     """Write ``model`` as ONNX with dynamic batch, height and width.
 
     The graph expects sides that are a multiple of ``model.multiple``: the caller pads (the
-    Segmenter does), which keeps padding logic out of the graph.
+    Segmenter does), which keeps padding logic out of the graph, and the encoder's "same"
+    convolutions get constant pads (:func:`~personcut.model.fix_same_padding`).
     """
-    model = model.eval().cpu()
+    model = copy.deepcopy(model).eval().cpu()
+    fix_same_padding(model)
     m = model.multiple
     h, w = (-(-s // m) * m for s in example_size)
     example = torch.rand(1, 3, h, w)

@@ -194,9 +194,12 @@ def compose_array(
     if bg is None and bg_image is None and not blur:
         # Fully transparent pixels get RGB 0: invisible anyway, and the PNG is ~2x smaller and
         # faster to encode.
-        rgba = np.empty((h, w, 4), np.uint8)
-        np.multiply(rgb, (a8 > 0)[..., None], out=rgba[..., :3])
-        rgba[..., 3] = a8
+        # Pillow interleaves the bands in C (about a fifth of NumPy's strided copy); the
+        # 32-bit view then clears whole pixels in one pass.
+        image = Image.fromarray(np.ascontiguousarray(rgb))
+        image.putalpha(Image.fromarray(a8))
+        rgba = np.array(image)
+        rgba.view(np.uint32)[..., 0] *= a8 > 0
         return rgba
     if isinstance(bg_image, np.ndarray) and bg_image.shape == rgb.shape:
         back = bg_image  # already fitted (a clip's frames share one background)

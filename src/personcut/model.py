@@ -89,8 +89,9 @@ class EfficientNetLite0Encoder(nn.Module):
     timm's ``tf_efficientnet_lite0``: the weights come from TensorFlow, trained with its
     asymmetric "same" padding and BatchNorm eps 1e-3. timm's symmetric-padding variant with the
     same weights is measurably worse as a classifier (the lifeboat photo: "horse cart" at 0.23
-    against 0.47), so the faithful one is used. Inputs here are always a multiple of 32, so the
-    padding is the same at every size and exports to ONNX as constants.
+    against 0.47), so the faithful one is used. timm computes that padding from the input's
+    size at every call; inputs here are always a multiple of 32, where it is the same at every
+    size, so the export fixes it (:func:`fix_same_padding`).
     """
 
     def __init__(self, in_channels: int, width: int, batch_norm: bool = True) -> None:
@@ -135,6 +136,51 @@ class EfficientNetLite0Encoder(nn.Module):
                 )
             mapped[key] = value
         self.body.load_state_dict(mapped)
+
+
+class FixedPadConv2d(nn.Conv2d):
+    """A TensorFlow-"same" convolution whose padding is fixed for input sides that are a
+    multiple of its stride: (k - 1) * d + 1 - s in all, the extra pixel after (right, bottom)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+        )
+        self.load_state_dict(conv.state_dict())
+        total = [
+            max((k - 1) * d + 1 - s, 0)
+            for k, s, d in zip(conv.kernel_size, conv.stride, conv.dilation, strict=True)
+        ]
+        h, w = total
+        # F.pad's order: left, right, top, bottom.
+        self.pads = (w // 2, w - w // 2, h // 2, h - h // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pads))
+
+
+def fix_same_padding(model: nn.Module) -> int:
+    """Replace timm's size-dependent "same" convolutions (Conv2dSame) by FixedPadConv2d, in
+    place; returns how many. Exact for inputs whose sides are a multiple of the model's
+    ``multiple`` (what the Segmenter gives the exported graph); the ONNX graph then has constant
+    pads instead of shape arithmetic, which float16 conversion and int8 calibration need."""
+    swaps = [
+        (name, module)
+        for name, module in model.named_modules()
+        if type(module).__name__ == "Conv2dSame"
+    ]
+    for name, module in swaps:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, FixedPadConv2d(module))
+    return len(swaps)
 
 
 def build_encoder(config: ModelConfig) -> nn.Module:
