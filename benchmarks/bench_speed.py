@@ -1,16 +1,18 @@
 """Speed as ratios measured in one run, so the machine's noise cancels.
 
-    python benchmarks/bench_speed.py                  # 0.3 / 1 / 12 MP, folders of 20 photos
+    python benchmarks/bench_speed.py                  # 0.3 / 1 / 12 MP, folders of 20 and 100
     python benchmarks/bench_speed.py --no-rembg       # without the rival (no venv to build)
 
 1. One photo: personcut end to end (JPEG bytes in, PNG cutout bytes out, the path of
    `personcut remove`) against Pillow alone decoding the same JPEG and saving it as PNG with its
    default settings, interleaved run by run; the ratio is personcut's median over Pillow's.
 2. Folders: `personcut remove DIR -o OUT` (a fresh process, model loading included) against
-   rembg u2netp's own `remove()` loop over the same 20 one-megapixel JPEGs (rembg in its own
-   virtual environment, made by benchmarks/compare.py); photos per second and peak RSS of each.
+   rembg u2netp's own `remove()` loop over the same one-megapixel JPEGs (rembg in its own
+   virtual environment, made by benchmarks/compare.py; its model loading included too), in
+   folders of 20 and of 100 photos; photos per second and peak RSS of each.
 
-Writes benchmarks/results/speed.json and speed.png (the ratios, with 1.0 marked).
+Writes benchmarks/results/speed.json and speed.png (the ratios with 1.0 marked, and the folder
+throughputs).
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ REMBG_LOOP = """
 import sys, time, resource
 from pathlib import Path
 from rembg import new_session, remove
+start = time.perf_counter()  # model loading included, as for personcut
 session = new_session("u2netp")
 files = sorted(Path(sys.argv[1]).glob("*.jpg"))
 out = Path(sys.argv[2])
-start = time.perf_counter()
 for f in files:
     (out / (f.stem + ".png")).write_bytes(remove(f.read_bytes(), session=session))
 print(len(files) / (time.perf_counter() - start),
@@ -89,7 +91,7 @@ def one_photo(megapixels: float, repeats: int, segmenter) -> dict:
 
 def folder(tmp: Path, n: int, rembg: bool) -> dict:
     photos = tmp / "photos"
-    photos.mkdir()
+    photos.mkdir()  # a fresh temporary folder per call
     for i in range(n):
         (photos / f"p{i:02d}.jpg").write_bytes(jpeg_of(1.0, PHOTOS[i % len(PHOTOS)]))
     result: dict = {"photos": n}
@@ -134,13 +136,13 @@ def folder(tmp: Path, n: int, rembg: bool) -> dict:
     return result
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], folders: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.5, 3.4), width_ratios=(3, 2))
     labels = [f"{r['megapixels']:g} MP" for r in rows]
     ax.bar(labels, [r["ratio"] for r in rows], color="#4c78a8")
     ax.axhline(1.0, color="k", linestyle="--", linewidth=1)
@@ -156,6 +158,22 @@ def plot(rows: list[dict], path: Path) -> None:
             fontsize=8,
         )
     ax.set_ylim(0, max(1.2, max(r["ratio"] for r in rows) * 1.3))
+    width = 0.38
+    for j, (tool, key, color) in enumerate(
+        (
+            ("personcut", "personcut_photos_per_s", "#4c78a8"),
+            ("rembg u2netp", "rembg_u2netp_photos_per_s", "#bbbbbb"),
+        )
+    ):
+        xs = [i + (j - 0.5) * width for i in range(len(folders))]
+        values = [f.get(key, 0.0) for f in folders]
+        bx.bar(xs, values, width, color=color, label=tool)
+        for x, v in zip(xs, values, strict=True):
+            bx.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    bx.set_xticks(range(len(folders)), [f"{f['photos']} photos" for f in folders])
+    bx.set_ylabel("photos per second")
+    bx.set_title("folders of 1 MP JPEGs, model load included", fontsize=9)
+    bx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -164,7 +182,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", nargs="+", type=float, default=[0.3, 1.0, 12.0])
     p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--photos", type=int, default=20)
+    p.add_argument(
+        "--photos", type=int, nargs="*", default=[20, 100], help="folder sizes (none: skip)"
+    )
     p.add_argument("--no-rembg", action="store_true")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
@@ -176,9 +196,11 @@ def main() -> int:
     for mp in args.sizes:
         rows.append(one_photo(mp, max(3, args.repeats // 3) if mp > 4 else args.repeats, seg))
         print(rows[-1], flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        folders = folder(Path(tmp), args.photos, not args.no_rembg)
-    print(folders, flush=True)
+    folders = []
+    for n in args.photos:
+        with tempfile.TemporaryDirectory() as tmp:
+            folders.append(folder(Path(tmp), n, not args.no_rembg))
+        print(folders[-1], flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(
@@ -193,7 +215,8 @@ def main() -> int:
         )
         + "\n"
     )
-    plot(rows, args.out / "speed.png")
+    if folders:
+        plot(rows, folders, args.out / "speed.png")
     print("| MP | Pillow decode + PNG save | personcut end to end | ratio | ms per MP |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:

@@ -21,7 +21,7 @@ from personcut.imaging import (
     array_image,
     compose_array,
     crop_box,
-    encode,
+    encode_pixels,
     load_image,
     parse_color,
     to_rgb,
@@ -133,6 +133,15 @@ def cutout_image(
     return compose_cutout(decoded, rgb, alpha, options)
 
 
+def encode_cutout(
+    image: Image.Image, rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions
+) -> bytes:
+    """:func:`compose_cutout`, encoded in ``options.format``, from arrays to bytes without a PIL
+    image in between (at 12 MP each full-size copy costs 15-40 ms)."""
+    pixels = compose_pixels(rgb, alpha, options)
+    return encode_pixels(pixels, options.format, image.info.get("icc_profile"))
+
+
 def cutout(
     segmenter,
     image: ImageInput,
@@ -141,8 +150,9 @@ def cutout(
 ) -> bytes:
     """The whole job for one photo: its encoded output in ``options.format``."""
     options = options or CutoutOptions()
-    result = cutout_image(segmenter, image, options, max_pixels)
-    return encode(result, options.format, result.info.get("icc_profile"))
+    decoded = load_image(image, max_pixels)
+    rgb = to_rgb(decoded)
+    return encode_cutout(decoded, rgb, segmenter.predict_rgb([rgb])[0], options)
 
 
 def cutout_many(
@@ -188,10 +198,7 @@ def cutout_many(
                 done.append((i, alpha))
                 continue
             try:
-                result = compose_cutout(image, rgb, alpha, per_image[i])
-                done.append(
-                    (i, encode(result, per_image[i].format, result.info.get("icc_profile")))
-                )
+                done.append((i, encode_cutout(image, rgb, alpha, per_image[i])))
             except Exception as exc:  # noqa: BLE001
                 done.append((i, exc))
         return sorted(done, key=lambda d: d[0])

@@ -249,13 +249,18 @@ class Segmenter:
             x = torch.from_numpy(batch).to(self.device)
             return self.torch_model.eval()(x).float().cpu().numpy()
 
-    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    def _prepare(
+        self, rgb: np.ndarray, image: Image.Image | None = None
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """The photo at the working size; ``image``: ``rgb`` as a PIL image, if the caller has
+        one (making it copies the photo)."""
         h, w = rgb.shape[:2]
         s = self.info.working_size / max(h, w)
         nh, nw = max(1, round(h * s)), max(1, round(w * s))
         # reducing_gap=1 (a box reduction by the whole factor first) halves this step's 4 ms at
         # 1 MP but cost 0.0007 person IoU at 1 MP (benchmarks/eval_large.py); kept at 2.
-        small = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+        image = image or Image.fromarray(rgb)
+        small = np.asarray(image.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
         return small, (nh, nw)
 
     def _to_batch(self, smalls: list[np.ndarray]) -> np.ndarray:
@@ -283,15 +288,18 @@ class Segmenter:
     def predict_rgb(self, rgbs: list[np.ndarray], refine: bool = True) -> list[np.ndarray]:
         """Like :meth:`predict_masks` for images already decoded to HxWx3 uint8 RGB arrays (the
         CLI and the server decode once, then both predict and compose from the same pixels)."""
-        prepared = [self._prepare(rgb) for rgb in rgbs]
+        images = [Image.fromarray(rgb) for rgb in rgbs]  # once, for the resize and the guide
+        prepared = [self._prepare(rgb, im) for rgb, im in zip(rgbs, images, strict=True)]
         logits = self._logits(self._to_batch([p[0] for p in prepared]))
         out = []
-        for rgb, (small, (nh, nw)), logit in zip(rgbs, prepared, logits, strict=True):
+        for rgb, image, (small, (nh, nw)), logit in zip(
+            rgbs, images, prepared, logits, strict=True
+        ):
             prob = 1.0 / (1.0 + np.exp(-logit[0, :nh, :nw].astype(np.float32)))
             if refine:
                 # The levels step rides inside the filter's coefficients: same result, fewer
                 # passes over the full-size image.
-                gray = np.asarray(Image.fromarray(rgb).convert("L"))
+                gray = np.asarray(image.convert("L"))
                 alpha = guided_upsample(prob, _gray(small), gray, stretch=self.alpha_levels)
             else:
                 size = (rgb.shape[1], rgb.shape[0])
