@@ -94,6 +94,17 @@ def test_icc_profile_is_kept(seg, photo, tmp_path):
     path = tmp_path / "icc.png"
     photo.save(path, icc_profile=icc)
     assert remove(path, segmenter=seg).info.get("icc_profile") == icc
+    # The bytes path (CLI, server) composes and encodes from arrays: the profile rides along.
+    from personcut.cutout import CutoutOptions, cutout
+
+    for options, kept in (
+        (CutoutOptions(), True),
+        (CutoutOptions(format="webp"), True),
+        (CutoutOptions(bg="white", format="jpeg"), True),
+        (CutoutOptions(mask=True), False),
+    ):
+        with Image.open(io.BytesIO(cutout(seg, path, options))) as out:
+            assert out.info.get("icc_profile") == (icc if kept else None), options
 
 
 def test_bad_inputs_name_the_problem(tmp_path, photo):
