@@ -36,8 +36,14 @@ def main() -> int:
     from bench_remove import photo_bytes
 
     import personcut
-    from personcut.imaging import compose, encode, load_image, to_rgb
+    from personcut import imaging
+    from personcut.imaging import load_image, to_rgb
     from personcut.inference import Segmenter
+
+    if hasattr(imaging, "encode_pixels"):  # composed and encoded as arrays (since this session)
+        compose, encode = imaging.compose_array, imaging.encode_pixels
+    else:  # through a PIL image, as before
+        compose, encode = imaging.compose, imaging.encode
 
     data = photo_bytes(args.megapixels)
     seg = Segmenter(args.model, device="cpu")
