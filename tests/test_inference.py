@@ -320,3 +320,35 @@ def test_photos_side_by_side_give_the_same_bytes_in_order(tiny_onnx, photo, tmp_
         Segmenter(tiny_onnx, threads=0)
     with pytest.raises(ValueError, match="workers"):
         list(cutout_many(Segmenter(tiny_onnx), images, CutoutOptions(), workers=0))
+
+
+def test_full_size_steps_in_strips_match_the_whole_photo_formulas():
+    """Photos larger than one strip (imaging.STRIP_PIXELS) give what whole-photo arithmetic
+    gives: the RGBA cutout exactly, the guided filter's upsampling to float precision."""
+    from personcut.imaging import STRIP_PIXELS, compose_array
+    from personcut.inference import guided_upsample
+
+    rng = np.random.default_rng(4)
+    h, w = 1003, 3 * STRIP_PIXELS // 1003  # about three strips, the last one short
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    alpha = np.clip(rng.random((h, w), dtype=np.float32) * 3 - 1, 0, 1)
+    a8 = (alpha * 255 + 0.5).astype(np.uint8)
+    expected = np.dstack([rgb * (a8 > 0)[..., None], a8])
+    assert np.array_equal(compose_array(rgb, alpha), expected)
+
+    prob = rng.random((40, 52)).astype(np.float32)
+    g_low = rng.random((40, 52)).astype(np.float32)
+    gray = rng.integers(0, 255, (h, w), dtype=np.uint8)
+    got = guided_upsample(prob, g_low, gray, radius=2)
+    # The same coefficients upsampled in one piece (radius 2, eps 1e-3, as the default).
+    from personcut.inference import _box
+
+    mean_i, mean_p = _box(g_low, 2), _box(prob, 2)
+    a = (_box(g_low * prob, 2) - mean_i * mean_p) / (_box(g_low * g_low, 2) - mean_i**2 + 1e-3)
+    b = mean_p - a * mean_i
+    a, b = _box(a, 2), _box(b, 2)
+    up = [
+        np.asarray(Image.fromarray(x.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+        for x in (a / 255.0, b)
+    ]
+    assert np.abs(got - np.clip(up[0] * gray + up[1], 0, 1)).max() < 1e-4
