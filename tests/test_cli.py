@@ -242,3 +242,24 @@ def test_workers_give_the_same_files(photos, tiny_onnx, tmp_path, capsys):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert run([photos, "-o", tmp_path / "none", "--workers", "0"], tiny_onnx) == 2
     assert "--workers" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_leftovers_are_found_with_one_listing_per_folder(photos, tiny_onnx, tmp_path, monkeypatch):
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".a.png.x1y2.part", out / ".b.png.k9_z.part"]
+    keep = [out / ".c.png.abc.part", out / "a.png.part", out / ".a.png"]  # not ours
+    for f in stale + keep:
+        f.write_bytes(b"half")
+    listings = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": listings.append(p) or real_scandir(p))
+    monkeypatch.setattr(
+        "personcut.imaging._remove_leftovers",
+        lambda *a: pytest.fail("a folder listing per output is quadratic"),
+    )
+    assert run([photos, "-o", out, "--overwrite"], tiny_onnx) == 0
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in keep)
+    assert listings.count(out) == 1

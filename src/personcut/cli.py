@@ -258,7 +258,7 @@ def _remove(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from personcut.cutout import CutoutOptions, OptionError, cutout_many
-    from personcut.imaging import load_image, write_atomic
+    from personcut.imaging import load_image, remove_leftovers, write_atomic
     from personcut.inference import Segmenter
     from personcut.video import VIDEO_EXTENSIONS
 
@@ -316,6 +316,8 @@ def _remove(args: argparse.Namespace) -> int:
         stdin_data = sys.stdin.buffer.read()
     sources = [stdin_data if j.source is None else j.source for j in jobs]
 
+    # What killed earlier runs left beside these outputs, one listing per folder.
+    remove_leftovers([j.output for j in jobs if j.output is not None])
     ok = 0
     bar = tqdm(total=len(jobs), desc="remove", unit="img", disable=len(jobs) < 2 or args.quiet)
     results = cutout_many(
@@ -339,7 +341,7 @@ def _remove(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.flush()
             else:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(job.output, result)
+                write_atomic(job.output, result, clean=False)  # cleaned once, above
             ok += 1
         except OSError as exc:
             failures.append(f"{job.name}: cannot write {job.output} ({exc})")
