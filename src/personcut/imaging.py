@@ -202,11 +202,10 @@ def compose_array(
         return a8
     h, w = a8.shape
     if bg is None and bg_image is None and not blur:
-        # Fully transparent pixels get RGB 0: invisible anyway, and the PNG is ~2x smaller and
-        # faster to encode.
         # Pillow interleaves the bands in C (about a fifth of NumPy's strided copy), a strip at
-        # a time so its temporaries stay in the cache (12 MP: 27 ms, not 130); the 32-bit view
-        # then clears whole pixels in one pass.
+        # a time so its temporaries stay in the cache (12 MP: 27 ms, not 130). Fully
+        # transparent pixels then get RGB 0 through a 32-bit view, whole pixels in one pass:
+        # invisible anyway, and the PNG is ~2x smaller and faster to encode.
         rgba = np.empty((h, w, 4), np.uint8)
         rows = max(1, STRIP_PIXELS // w)
         for top in range(0, h, rows):

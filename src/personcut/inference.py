@@ -270,7 +270,8 @@ class Segmenter:
         nh, nw = max(1, round(h * s)), max(1, round(w * s))
         # reducing_gap=1 (a box reduction by the whole factor first) halves this step's 4 ms at
         # 1 MP but cost 0.0007 person IoU at 1 MP (benchmarks/eval_large.py); kept at 2.
-        image = image or Image.fromarray(rgb)
+        if image is None:
+            image = Image.fromarray(rgb)
         small = np.asarray(image.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
         return small, (nh, nw)
 
