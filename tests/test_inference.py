@@ -352,3 +352,15 @@ def test_full_size_steps_in_strips_match_the_whole_photo_formulas():
         for x in (a / 255.0, b)
     ]
     assert np.abs(got - np.clip(up[0] * gray + up[1], 0, 1)).max() < 1e-4
+
+
+def test_cores_are_shared_out_among_workers(monkeypatch):
+    import os
+
+    from personcut.inference import threads_per_worker
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert threads_per_worker(1) is None  # alone: ONNX Runtime's default, every core
+    assert [threads_per_worker(w) for w in (2, 3, 8, 32)] == [8, 5, 2, 1]
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert threads_per_worker(2) == 1

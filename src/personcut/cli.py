@@ -259,7 +259,7 @@ def _remove(args: argparse.Namespace) -> int:
 
     from personcut.cutout import CutoutOptions, OptionError, cutout_many
     from personcut.imaging import load_image, remove_leftovers, write_atomic
-    from personcut.inference import Segmenter
+    from personcut.inference import Segmenter, threads_per_worker
     from personcut.video import VIDEO_EXTENSIONS
 
     if args.workers is not None and args.workers < 1:
@@ -305,8 +305,8 @@ def _remove(args: argparse.Namespace) -> int:
             failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
     jobs = runnable
     workers = args.workers or max(1, min(os.cpu_count() or 1, MAX_WORKERS, len(jobs)))
-    # Side by side, each photo's network gets one core; alone, it gets them all.
-    threads = 1 if workers > 1 else None
+    # Side by side, each photo's network gets its share of the cores; alone, it gets them all.
+    threads = threads_per_worker(workers)
     segmenter = Segmenter(args.model, device=args.device, working_size=args.size, threads=threads)
     stdin_data = None
     if any(j.source is None for j in jobs):
@@ -487,7 +487,7 @@ def _add_export(sub) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from personcut.inference import Segmenter
+    from personcut.inference import Segmenter, threads_per_worker
     from personcut.server import Settings, create_app, serve
 
     settings = Settings(
@@ -502,10 +502,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.workers:
         settings.workers = args.workers
-    # Each worker's network on its own cores (see `remove`): under load, two one-thread
-    # networks get more photos through than two that share both cores.
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // settings.workers) if settings.workers > 1 else None
+    threads = threads_per_worker(settings.workers)  # each worker's network its own cores
     app = create_app(Segmenter(args.model, device=args.device, threads=threads), settings)
     serve(app, args.host, args.port, settings)
     return 0

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from personcut import __version__
 from personcut.cutout import MAX_BLUR, CutoutOptions, cutout
 from personcut.imaging import ImageError
-from personcut.inference import Segmenter
+from personcut.inference import Segmenter, threads_per_worker
 
 STATIC = Path(__file__).parent / "static"
 MEDIA_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
@@ -67,11 +67,12 @@ IMAGE_ERROR_STATUS = {"unsupported": 415, "too_large": 413, "corrupt": 400, "mis
 
 
 def create_app(segmenter: Segmenter | None = None, settings: Settings | None = None) -> FastAPI:
-    """The app, with one model session shared by all requests."""
+    """The app, with one model session shared by all requests (when none is given, one whose
+    network threads are shared out among the workers)."""
     settings = settings or Settings()
     if settings.api_key is None:
         settings.api_key = os.environ.get("PERSONCUT_API_KEY") or None
-    seg = segmenter or Segmenter()
+    seg = segmenter or Segmenter(threads=threads_per_worker(settings.workers))
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="personcut")
     admitted = 0
     lock = threading.Lock()
