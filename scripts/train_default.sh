@@ -3,7 +3,8 @@
 #   1. pseudo-labels for ../shared/data/unlabeled from MediaPipe and rembg's u2netp -> data/pseudo
 #   2. configs/default.yaml: EfficientNet-Lite0 U-Net from ImageNet weights      -> runs/default
 #   3. configs/default_stage2.yaml: 20 more epochs from stage 1's best at lr 3e-4 -> runs/default_stage2
-#   4. ship stage 2's best epoch (weights/personcut.*) and redraw the README pictures
+#   4. configs/default_stage3.yaml: 16 more from stage 2's best, more scenes, 224 crops -> runs/default_stage3
+#   5. ship stage 3's best epoch (weights/personcut.*) and redraw the README pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -12,5 +13,7 @@ cd "$(dirname "$0")/.."
 python scripts/pseudo_label.py
 personcut train --config configs/default.yaml
 personcut train --config configs/default_stage2.yaml
-python scripts/ship_model.py runs/default_stage2 --working-size 320 --stages runs/default runs/default_stage2
+personcut train --config configs/default_stage3.yaml
+python scripts/ship_model.py runs/default_stage3 --working-size 320 \
+  --stages runs/default runs/default_stage2 runs/default_stage3
 python scripts/make_examples.py
