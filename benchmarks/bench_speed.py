@@ -92,8 +92,9 @@ def one_photo(megapixels: float, repeats: int, segmenter) -> dict:
 def folder(tmp: Path, n: int, rembg: bool) -> dict:
     photos = tmp / "photos"
     photos.mkdir()  # a fresh temporary folder per call
+    jpegs = [jpeg_of(1.0, source) for source in PHOTOS]  # made once, written n times
     for i in range(n):
-        (photos / f"p{i:02d}.jpg").write_bytes(jpeg_of(1.0, PHOTOS[i % len(PHOTOS)]))
+        (photos / f"p{i:02d}.jpg").write_bytes(jpegs[i % len(jpegs)])
     result: dict = {"photos": n}
     cmd = [
         sys.executable,

@@ -257,7 +257,7 @@ def encode_pixels(pixels: np.ndarray, fmt: str, icc: bytes | None = None) -> byt
         fast = _fast_png(pixels, icc)
         if fast is not None:
             return fast
-    return encode(array_image(pixels), fmt, icc if pixels.ndim == 3 else None)
+    return encode(array_image(pixels), fmt, icc)  # encode drops the profile for masks
 
 
 def encode(image: Image.Image, fmt: str, icc: bytes | None = None) -> bytes:

@@ -39,8 +39,8 @@ class Settings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
-    """Cut-outs at once. ONNX Runtime already spreads one image over the cores; a second worker
-    decodes and encodes beside the other's network."""
+    """Cut-outs at once, each its own photo from decode to encode; the session that
+    :func:`create_app` makes shares the cores out among them (``threads_per_worker``)."""
     queue_size: int = 64
     """Requests that may wait for a worker; more get 503 with Retry-After. At a few requests a
     second per core, 64 waiting clear well inside ``timeout_s``: a burst of 32 clients is
