@@ -52,7 +52,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=HERE / "results" / "ort_options.json")
     args = p.parse_args()
 
-    from personcut.inference import resolve_model
+    from personcut.weights import resolve_model
 
     model = str(resolve_model(args.model))
     cores = os.cpu_count() or 1

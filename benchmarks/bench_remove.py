@@ -40,9 +40,9 @@ def photo_bytes(megapixels: float, source: Path = SAMPLE) -> bytes:
 def one(
     model: str, megapixels: float, repeats: int, working_size: int | None, fmt: str = "PNG"
 ) -> dict:
+    from personcut import Segmenter
     from personcut.cutout import CutoutOptions, cutout_image
-    from personcut.imaging import encode
-    from personcut.inference import Segmenter
+    from personcut.images import encode
 
     data = photo_bytes(megapixels)
     seg = Segmenter(model, device="cpu", working_size=working_size)

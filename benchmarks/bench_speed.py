@@ -190,7 +190,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
 
-    from personcut.inference import Segmenter
+    from personcut import Segmenter
 
     seg = Segmenter(device="cpu")
     rows = []

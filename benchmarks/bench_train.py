@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from personcut.config import ModelConfig
-from personcut.losses import segmentation_loss
-from personcut.model import UNet, flops_per_image
+from personcut.train.config import ModelConfig
+from personcut.train.losses import segmentation_loss
+from personcut.train.model import UNet, flops_per_image
 
 SETTINGS = ["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"]
 

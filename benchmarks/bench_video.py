@@ -101,7 +101,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "video.json")
     args = p.parse_args()
 
-    from personcut.inference import Segmenter
+    from personcut import Segmenter
     from personcut.video import VIDEO_WORKING_SIZE, flicker, remove_video
 
     seg = Segmenter(args.model, device="cpu", working_size=args.size or VIDEO_WORKING_SIZE)

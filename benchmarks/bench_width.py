@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def export_untrained(width: int, depth: int, working_size: int, out: Path) -> tuple[Path, dict]:
     """An untrained model as ONNX with the JSON the Segmenter reads; returns both."""
-    from personcut.config import Config, ModelConfig
-    from personcut.export import describe, export_onnx
-    from personcut.model import UNet
+    from personcut.train.config import Config, ModelConfig
+    from personcut.train.export import describe, export_onnx
+    from personcut.train.model import UNet
 
     config = Config(model=ModelConfig(width=width, depth=depth))
     config.data.eval_size = working_size
@@ -46,8 +46,8 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "width_latency.json"))
     args = p.parse_args()
 
-    from personcut.config import ModelConfig
-    from personcut.model import flops_per_image
+    from personcut.train.config import ModelConfig
+    from personcut.train.model import flops_per_image
 
     rows = []
     print(

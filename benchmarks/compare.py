@@ -23,7 +23,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
+
+from personcut.scoring import MaskFolder, Scores
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,78 +106,24 @@ def rembg_md5(py: Path, model: str) -> str | None:
     return out or None
 
 
-def boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels of the mask that touch the other class (3x3 neighbourhood)."""
-    im = Image.fromarray(mask.astype(np.uint8) * 255)
-    grown = np.asarray(im.filter(ImageFilter.MaxFilter(3))) > 0
-    shrunk = np.asarray(im.filter(ImageFilter.MinFilter(3))) > 0
-    return grown & ~shrunk
-
-
-def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: int) -> float:
-    """Boundary F-score: edge pixels of each matched within ``tolerance`` pixels of the other's."""
-    bp, bt = boundary(pred), boundary(truth)
-    if not bp.any() and not bt.any():
-        return 1.0
-    if not bp.any() or not bt.any():
-        return 0.0
-    size = 2 * tolerance + 1
-    near_t = (
-        np.asarray(Image.fromarray(bt.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(size)))
-        > 0
-    )
-    near_p = (
-        np.asarray(Image.fromarray(bp.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(size)))
-        > 0
-    )
-    precision = (bp & near_t).sum() / bp.sum()
-    recall = (bt & near_p).sum() / bt.sum()
-    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
-
-
-def score(pred_dir: Path, truth: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Whole-set counts per source, per-image IoU, boundary F and alpha MAE."""
-    counts: dict[str, np.ndarray] = {}
-    per_image = {}
-    for stem, gt in truth.items():
-        with Image.open(pred_dir / f"{stem}.png") as im:
-            alpha = np.asarray(im.convert("L"))
-        pred = alpha >= 128
-        tp = int((pred & gt).sum())
-        fp = int((pred & ~gt).sum())
-        fn = int((~pred & gt).sum())
-        tn = gt.size - tp - fp - fn
-        source = stem.split("-", 1)[0] if "-" in stem else "all"
-        for key in ("all", source):
-            counts.setdefault(key, np.zeros(4, np.int64))
-            counts[key] += (tp, fp, fn, tn)
-        tol = max(1, round(0.0075 * np.hypot(*gt.shape)))  # 0.75% of the diagonal
-        per_image[stem] = {
-            "iou": tp / max(1, tp + fp + fn) if (tp + fp + fn) else 1.0,
-            "boundary_f": boundary_f(pred, gt, tol),
-            # The soft alpha against the hard mask: what a cutout shows, haze and holes included.
-            "mae": float(np.abs(alpha / 255.0 - gt).mean()),
-            "source": source,
-        }
-    return counts, per_image
-
-
-def summarise(counts: dict, per_image: dict, times: list[float]) -> dict:
-    out = {}
-    for key, (tp, fp, fn, tn) in counts.items():
-        person = tp / max(1, tp + fp + fn)
-        background = tn / max(1, tn + fn + fp)
-        mine = [v for v in per_image.values() if key in ("all", v["source"])]
-        out[key] = {
-            "person_iou": person,
-            "miou": (person + background) / 2,
-            "boundary_f": float(np.mean([v["boundary_f"] for v in mine])),
-            "mae": float(np.mean([v["mae"] for v in mine])),
-            "images": len(mine),
-        }
+def score(pred_dir: Path, pairs: list, times: list[float]) -> dict:
+    """Whole-set scores per source (personcut.scoring, the scorer `personcut evaluate` uses),
+    per-image IoU, boundary F and alpha MAE, and the latency."""
+    scores = Scores(edges=True)
+    for pair in pairs:
+        with Image.open(pred_dir / f"{pair.image.stem}.png") as im:
+            alpha = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        _, mask = pair.load()
+        scores.add(alpha, mask, pair.source, pair.image.stem)
+    result = scores.result()
+    by_source = result.pop("by_source", {})
     t = np.array(times)
-    out["latency"] = {"median_s": float(np.median(t)), "p95_s": float(np.percentile(t, 95))}
-    return out
+    return {
+        "all": result,
+        **by_source,
+        "latency": {"median_s": float(np.median(t)), "p95_s": float(np.percentile(t, 95))},
+        "per_image": scores.per_image,
+    }
 
 
 def main() -> int:
@@ -198,11 +146,8 @@ def main() -> int:
     )
     args = p.parse_args()
 
-    images = sorted((args.data / "images").iterdir())[: args.limit]
-    truth = {}
-    for path in images:
-        with Image.open(args.data / "masks" / f"{path.stem}.png") as m:
-            truth[path.stem] = np.asarray(m.convert("L")) >= 128
+    pairs = MaskFolder.read(args.data).pairs[: args.limit]
+    images = [pair.image for pair in pairs]
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
     listing = args.cache / "images.txt"
@@ -236,13 +181,7 @@ def main() -> int:
         lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
         times = [x["seconds"] for x in lines if "seconds" in x]
         peak = next(x["peak_rss_mb"] for x in lines if "peak_rss_mb" in x)
-        counts, per_image = score(pred_dir, truth)
-        results[tool] = {
-            **summarise(counts, per_image, times),
-            "peak_rss_mb": peak,
-            "setup": note,
-            "per_image": per_image,
-        }
+        results[tool] = {**score(pred_dir, pairs, times), "peak_rss_mb": peak, "setup": note}
         s = results[tool]
         print(
             f"{tool:14s} person IoU {s['all']['person_iou']:.3f}  mIoU {s['all']['miou']:.3f}"

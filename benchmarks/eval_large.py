@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -35,36 +34,33 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="write the scores as JSON here")
     args = p.parse_args()
 
-    from personcut.inference import Segmenter
+    from personcut import Segmenter
+    from personcut.scoring import MaskFolder, Scores
 
     seg = Segmenter(args.model, device="cpu")
-    images = sorted((args.data / "images").iterdir())
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # intersection, union
+    folder = MaskFolder.read(args.data)
+    scores = Scores()
     pixels, seconds = 0, 0.0
-    for path in tqdm(images, desc=f"evaluate x{args.scale:g}"):
-        mask_path = next((args.data / "masks").glob(path.stem + ".*"))
-        with Image.open(path) as im, Image.open(mask_path) as mk:
-            size = (round(im.width * args.scale), round(im.height * args.scale))
-            rgb = np.asarray(im.convert("RGB").resize(size, Image.BICUBIC))
-            target = np.asarray(mk.convert("L").resize(size, Image.NEAREST)) > 127
+    for pair in tqdm(folder, desc=f"evaluate x{args.scale:g}"):
+        image, mask = pair.load()
+        size = (round(image.shape[1] * args.scale), round(image.shape[0] * args.scale))
+        rgb = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+        target = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
         start = time.perf_counter()
         alpha = seg.predict_rgb([rgb])[0]
         seconds += time.perf_counter() - start
         pixels += rgb.shape[0] * rgb.shape[1]
-        pred = alpha >= 0.5
-        inter, union = int((pred & target).sum()), int((pred | target).sum())
-        source = path.name.split("-")[0]
-        for key in ("all", source):
-            counts[key][0] += inter
-            counts[key][1] += union
-    scores = {k: round(i / max(u, 1), 5) for k, (i, u) in sorted(counts.items())}
+        scores.add(alpha, target, pair.source)
+    result = scores.result()
+    by_source = {k: round(v["person_iou"], 5) for k, v in result.get("by_source", {}).items()}
+    images = len(folder)
     result = {
         "model": seg.path.name,
         "scale": args.scale,
-        "images": len(images),
-        "mean_megapixels": round(pixels / len(images) / 1e6, 2),
-        "person_iou": scores,
-        "predict_ms_per_image": round(seconds / len(images) * 1000, 1),
+        "images": images,
+        "mean_megapixels": round(pixels / images / 1e6, 2),
+        "person_iou": {"all": round(result["person_iou"], 5), **by_source},
+        "predict_ms_per_image": round(seconds / images * 1000, 1),
     }
     print(json.dumps(result, indent=1))
     if args.out:

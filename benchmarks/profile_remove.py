@@ -36,14 +36,21 @@ def main() -> int:
     from bench_remove import photo_bytes
 
     import personcut
-    from personcut import imaging
-    from personcut.imaging import load_image, to_rgb
-    from personcut.inference import Segmenter
+    from personcut import Segmenter
 
-    if hasattr(imaging, "encode_pixels"):  # composed and encoded as arrays (since this session)
-        compose, encode = imaging.compose_array, imaging.encode_pixels
-    else:  # through a PIL image, as before
-        compose, encode = imaging.compose, imaging.encode
+    try:  # the layout since issue 20
+        from personcut.compose import compose_array as compose
+        from personcut.images import encode_pixels as encode
+        from personcut.images import load_image, to_rgb
+    except ImportError:  # an older checkout: everything in personcut.imaging
+        from personcut.imaging import load_image, to_rgb
+
+        from personcut import imaging
+
+        if hasattr(imaging, "encode_pixels"):  # composed and encoded as arrays
+            compose, encode = imaging.compose_array, imaging.encode_pixels
+        else:  # through a PIL image, as before
+            compose, encode = imaging.compose, imaging.encode
 
     data = photo_bytes(args.megapixels)
     seg = Segmenter(args.model, device="cpu")

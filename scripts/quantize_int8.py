@@ -43,9 +43,10 @@ def main() -> int:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from personcut.checkpoint import load_model
-    from personcut.export import embed_metadata, export_onnx
-    from personcut.inference import Segmenter, resolve_model
+    from personcut import Segmenter
+    from personcut.train.checkpoint import load_model
+    from personcut.train.export import embed_metadata, export_onnx
+    from personcut.weights import KEY_PAD_MULTIPLE, KEY_WORKING_SIZE, resolve_model
 
     shipped = resolve_model(args.model)
     seg = Segmenter(shipped, device="cpu")  # prepares the calibration photos as `remove` does
@@ -83,8 +84,8 @@ def main() -> int:
     embed_metadata(
         args.out,
         {
-            "working_size": seg.info.working_size,
-            "pad_multiple": seg.info.multiple,
+            KEY_WORKING_SIZE: seg.info.working_size,
+            KEY_PAD_MULTIPLE: seg.info.multiple,
             "name": f"{seg.info.name}-int8",
         },
     )

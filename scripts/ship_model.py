@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from personcut.export import export_checkpoint
-from personcut.plots import training_curves
+from personcut.train.export import export_checkpoint
+from personcut.train.plots import training_curves
+from personcut.weights import KEY_WORKING_SIZE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "personcut" / "weights"
 
@@ -82,7 +83,7 @@ def main() -> int:
     }
     WEIGHTS.mkdir(exist_ok=True)
     if args.working_size:
-        metadata["working_size"] = args.working_size
+        metadata[KEY_WORKING_SIZE] = args.working_size
     weights = args.run / "best.safetensors"
     metadata["name"] = args.name
     info = export_checkpoint(weights, WEIGHTS / f"{args.name}.onnx", args.fp16, metadata)

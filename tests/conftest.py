@@ -39,7 +39,7 @@ def folder_data(tmp_path_factory) -> Path:
 
 
 def tiny_config(data: Path, out: Path, **train):
-    from personcut.config import Config, DataConfig, ModelConfig, TrainConfig
+    from personcut.train.config import Config, DataConfig, ModelConfig, TrainConfig
 
     return Config(
         model=ModelConfig(width=4, depth=2),
@@ -61,7 +61,7 @@ def tiny_config(data: Path, out: Path, **train):
 @pytest.fixture(scope="session")
 def tiny_run(folder_data, tmp_path_factory) -> Path:
     """A width-4 model trained for one short epoch: its run folder."""
-    from personcut.engine import fit
+    from personcut.train.loop import fit
 
     out = tmp_path_factory.mktemp("tiny_run")
     fit(tiny_config(folder_data, out))
@@ -70,7 +70,7 @@ def tiny_run(folder_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_run) -> Path:
-    from personcut.export import export_checkpoint
+    from personcut.train.export import export_checkpoint
 
     path = tiny_run / "tiny.onnx"
     export_checkpoint(tiny_run / "best.pt", path)

@@ -6,10 +6,10 @@ import torch
 from conftest import SHARED
 from PIL import Image
 
-from personcut.data import IGNORE, build_dataset
-from personcut.data.coco import CocoPersonDataset
-from personcut.data.folders import FolderDataset
-from personcut.data.transforms import CopyPaste, EvalTransform, TrainTransform, eval_collate
+from personcut.train.data import IGNORE, build_dataset
+from personcut.train.data.coco import CocoPersonDataset
+from personcut.train.data.folders import FolderDataset
+from personcut.train.data.transforms import CopyPaste, EvalTransform, TrainTransform, eval_collate
 
 
 @pytest.fixture()
@@ -155,7 +155,7 @@ def test_mixed_sources_and_groups(folder_data, coco_pack):
     path, images, *_ = coco_pack
     ds = build_dataset([str(folder_data), f"{path}:{images}"])
     assert len(ds) == 16
-    from personcut.engine import dataset_groups
+    from personcut.train.evaluation import dataset_groups
 
     assert dataset_groups(ds) == ["alpha", "beta", "coco"]
 
@@ -252,7 +252,7 @@ def _people_pack(root, n=6):
 
 
 def test_scenes_paste_people_with_their_masks_and_negatives_are_empty(tmp_path):
-    from personcut.data.scenes import SceneDataset
+    from personcut.train.data.scenes import SceneDataset
 
     _people_pack(tmp_path)
     base = FolderDataset(tmp_path, TrainTransform(32, rotate_degrees=0))
@@ -275,7 +275,7 @@ def test_scenes_paste_people_with_their_masks_and_negatives_are_empty(tmp_path):
 
 
 def test_scene_settings_are_checked():
-    from personcut.config import ConfigError, DataConfig
+    from personcut.train.config import ConfigError, DataConfig
 
     with pytest.raises(ConfigError, match="need data.backgrounds"):
         DataConfig(scene_p=0.3)

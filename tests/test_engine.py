@@ -9,12 +9,12 @@ import torch
 from conftest import tiny_config
 from PIL import Image
 
-from personcut.config import ConfigError, ModelConfig, load_config
-from personcut.data import IGNORE
-from personcut.engine import fit, train_one_epoch, warmup_cosine
-from personcut.losses import bce_loss, dice_loss
-from personcut.metrics import SegmentationMeter
-from personcut.model import UNet
+from personcut.train.config import ConfigError, ModelConfig, load_config
+from personcut.train.data import IGNORE
+from personcut.train.loop import fit, train_one_epoch, warmup_cosine
+from personcut.train.losses import bce_loss, dice_loss
+from personcut.train.metrics import SegmentationMeter
+from personcut.train.model import UNet
 
 
 def test_bce_ignores_the_ignore_value():
@@ -53,8 +53,8 @@ def test_warmup_then_cosine():
 def test_tiny_model_learns(folder_data):
     from torch.utils.data import DataLoader
 
-    from personcut.data import build_dataset
-    from personcut.data.transforms import TrainTransform
+    from personcut.train.data import build_dataset
+    from personcut.train.data.transforms import TrainTransform
 
     torch.manual_seed(0)
     ds = build_dataset([str(folder_data)], TrainTransform(32, rotate_degrees=0))
@@ -153,10 +153,10 @@ def test_lite0_run_with_scenes_starts_from_imagenet_and_exports(folder_data, tmp
 
     from conftest import tiny_config
 
-    from personcut.config import ModelConfig
-    from personcut.engine import fit
-    from personcut.export import export_checkpoint
-    from personcut.inference import Segmenter
+    from personcut import Segmenter
+    from personcut.train.config import ModelConfig
+    from personcut.train.export import export_checkpoint
+    from personcut.train.loop import fit
 
     backgrounds = tmp_path / "bg"
     backgrounds.mkdir()
@@ -193,7 +193,7 @@ def test_resume_repairs_best_files_and_metrics_left_behind_by_a_kill(folder_data
     # behind and metrics.csv a row short; resuming must make them agree with last.pt.
     import shutil
 
-    from personcut.checkpoint import load_checkpoint
+    from personcut.train.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     config = tiny_config(folder_data, out)
@@ -245,10 +245,14 @@ def test_images_that_fail_to_decode_in_training_are_counted(tmp_path, caplog):
 
 
 def test_init_names_shipped_models(tmp_path):
-    from personcut.engine import resolve_init
+    from personcut.weights import resolve_model
+
+    def resolve_init(name):
+        return resolve_model(name, suffix=".safetensors")
 
     assert resolve_init("shipped").name == "personcut.safetensors"
     assert resolve_init("classic").name == "classic.safetensors"
     assert resolve_init("classic").is_file()
     mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"")
     assert resolve_init(str(mine)) == mine

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from personcut.imaging import ImageError, load_image
-from personcut.inference import ALPHA_LEVELS, Segmenter, levels, remove
+from personcut.cutout import remove
+from personcut.images import ImageError, load_image
+from personcut.refine import ALPHA_LEVELS, levels
+from personcut.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,7 @@ def test_onnx_matches_torch(tiny_run, tiny_onnx, photo):
 
 
 def test_fp16_export_keeps_parity(tiny_run, tmp_path, photo):
-    from personcut.export import export_checkpoint
+    from personcut.train.export import export_checkpoint
 
     info = export_checkpoint(tiny_run / "best.pt", tmp_path / "half.onnx", fp16=True)
     assert info["fp16"] and info["onnx_parity_max_abs_diff"] < 5e-2
@@ -144,7 +146,7 @@ def test_fp16_export_keeps_parity(tiny_run, tmp_path, photo):
 
 
 def test_shipped_models_by_name():
-    from personcut.inference import resolve_model, shipped_models
+    from personcut.weights import resolve_model, shipped_models
 
     assert "personcut" in shipped_models()
     for name in shipped_models():
@@ -160,9 +162,9 @@ def test_a_copied_onnx_without_its_json_keeps_size_and_padding(folder_data, tmp_
 
     from conftest import tiny_config
 
-    from personcut.config import ModelConfig
-    from personcut.engine import fit
-    from personcut.export import export_checkpoint
+    from personcut.train.config import ModelConfig
+    from personcut.train.export import export_checkpoint
+    from personcut.train.loop import fit
 
     config = tiny_config(folder_data, tmp_path / "run", max_steps_per_epoch=1)
     config.model = ModelConfig(width=2, depth=5)
@@ -189,7 +191,7 @@ def test_importing_personcut_keeps_pillows_bomb_guard():
 
     code = (
         "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import personcut, "
-        "personcut.imaging, personcut.cli; assert Image.MAX_IMAGE_PIXELS == before, "
+        "personcut.images, personcut.cli; assert Image.MAX_IMAGE_PIXELS == before, "
         "Image.MAX_IMAGE_PIXELS; print('kept', before)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -246,7 +248,7 @@ def test_png_output_is_exact_and_keeps_the_profile_with_or_without_fpng(fast, mo
 
     from PIL import ImageCms
 
-    from personcut.imaging import encode
+    from personcut.images import encode
 
     if fast:
         pytest.importorskip("fpng")
@@ -261,7 +263,8 @@ def test_png_output_is_exact_and_keeps_the_profile_with_or_without_fpng(fast, mo
 
 
 def test_fast_guided_filter_matches_the_reference_formula():
-    from personcut.inference import _box, _gray, guided_upsample
+    from personcut.refine import _box, guided_upsample
+    from personcut.refine import gray as _gray
 
     rng = np.random.default_rng(3)
     small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
@@ -287,7 +290,7 @@ def test_box_filter_is_exact_at_the_working_size():
     """Means of 5x5 windows (clipped at the borders) of a working-size map, in float32, against
     float64 brute force. A 2-D prefix sum in float32 was off by ~5e-4 here, which the guided
     filter's division by a small variance magnifies."""
-    from personcut.inference import _box
+    from personcut.refine import _box
 
     rng = np.random.default_rng(5)
     x = rng.random((240, 320))
@@ -323,10 +326,11 @@ def test_photos_side_by_side_give_the_same_bytes_in_order(tiny_onnx, photo, tmp_
 
 
 def test_full_size_steps_in_strips_match_the_whole_photo_formulas():
-    """Photos larger than one strip (imaging.STRIP_PIXELS) give what whole-photo arithmetic
+    """Photos larger than one strip (images.STRIP_PIXELS) give what whole-photo arithmetic
     gives: the RGBA cutout exactly, the guided filter's upsampling to float precision."""
-    from personcut.imaging import STRIP_PIXELS, compose_array
-    from personcut.inference import guided_upsample
+    from personcut.compose import compose_array
+    from personcut.images import STRIP_PIXELS
+    from personcut.refine import guided_upsample
 
     rng = np.random.default_rng(4)
     h, w = 1003, 3 * STRIP_PIXELS // 1003  # about three strips, the last one short
@@ -341,7 +345,7 @@ def test_full_size_steps_in_strips_match_the_whole_photo_formulas():
     gray = rng.integers(0, 255, (h, w), dtype=np.uint8)
     got = guided_upsample(prob, g_low, gray, radius=2)
     # The same coefficients upsampled in one piece (radius 2, eps 1e-3, as the default).
-    from personcut.inference import _box
+    from personcut.refine import _box
 
     mean_i, mean_p = _box(g_low, 2), _box(prob, 2)
     a = (_box(g_low * prob, 2) - mean_i * mean_p) / (_box(g_low * g_low, 2) - mean_i**2 + 1e-3)
@@ -357,7 +361,7 @@ def test_full_size_steps_in_strips_match_the_whole_photo_formulas():
 def test_cores_are_shared_out_among_workers(monkeypatch):
     import os
 
-    from personcut.inference import threads_per_worker
+    from personcut.segmenter import threads_per_worker
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert threads_per_worker(1) is None  # alone: ONNX Runtime's default, every core

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from personcut.config import ModelConfig
-from personcut.model import UNet, count_parameters
+from personcut.train.config import ModelConfig
+from personcut.train.model import UNet, count_parameters
 
 
 @pytest.mark.parametrize("size", [(333, 250), (17, 31), (64, 64), (1, 5)])
@@ -48,7 +48,7 @@ def test_classic_keeps_the_state_dict_names_of_earlier_models():
 
 
 def test_encoder_sets_its_normalisation_and_depth():
-    from personcut.config import ConfigError
+    from personcut.train.config import ConfigError
 
     assert ModelConfig(encoder="efficientnet_lite0", depth=5).mean == (0.5, 0.5, 0.5)
     assert ModelConfig().mean == (0.485, 0.456, 0.406)
@@ -85,7 +85,7 @@ def test_lite0_loads_imagenet_weights_from_the_wheel():
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_fixed_padding_matches_timms_same_padding_on_even_sides(kernel):
     timm_layers = pytest.importorskip("timm.layers")
-    from personcut.model import FixedPadConv2d, fix_same_padding
+    from personcut.train.model import FixedPadConv2d, fix_same_padding
 
     torch.manual_seed(0)
     same = timm_layers.Conv2dSame(4, 6, kernel, stride=2, groups=2)

@@ -9,7 +9,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from personcut.inference import Segmenter  # noqa: E402
+from personcut import Segmenter  # noqa: E402
 from personcut.server import Settings, create_app  # noqa: E402
 
 

@@ -8,8 +8,8 @@ from PIL import Image
 
 av = pytest.importorskip("av")
 
+from personcut import Segmenter  # noqa: E402
 from personcut.cli import main  # noqa: E402
-from personcut.inference import Segmenter  # noqa: E402
 from personcut.video import OptionError, VideoError, flicker, remove_video  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
@@ -131,6 +131,57 @@ def test_formats_keep_frames_size_and_audio(clip, seg, tmp_path, name, options, 
     assert info == {"codec": codec, "size": (96, 64), "frames": 6, "audio": audio}
     assert stats["frames"] == 6 and stats["fps"] == 10.0
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def audio_seconds(path: Path) -> float:
+    """The audio track's length as decoded: samples over the sample rate."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+    return sum(f.samples for f in frames) / frames[0].sample_rate
+
+
+def opus_clip(path: Path, frames: int = 6) -> Path:
+    """Black H.264 frames at 10 per second with a 0.1 s tone per frame as Opus (in .mkv)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+        au = out.add_stream("libopus", rate=48000)
+        for i in range(frames):
+            for p in v.encode(av.VideoFrame.from_ndarray(np.zeros((64, 96, 3), np.uint8), "rgb24")):
+                out.mux(p)
+            t = (np.arange(4800) + i * 4800) / 48000
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            frame.sample_rate = 48000
+            for p in au.encode(frame):
+                out.mux(p)
+        for stream in (v, au):
+            for p in stream.encode(None):
+                out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize(
+    "source, name, options",
+    [
+        ("aac", "out.webm", {}),  # re-encoded to Opus
+        ("aac", "out.mov", {}),  # copied
+        ("aac", "out.mp4", {"bg": "white"}),
+        ("aac", "out.mkv", {"bg": "white"}),
+        ("opus", "out.mp4", {"bg": "white"}),  # re-encoded to AAC
+        ("opus", "out.mov", {}),
+        ("opus", "out.webm", {}),  # copied
+    ],
+)
+def test_audio_keeps_its_length_in_every_container(clip, seg, tmp_path, source, name, options):
+    """Nothing of the sound is lost (the tail of re-encoded audio was: AAC into .webm came out
+    13 ms short, Opus into .mp4 38 ms); an AAC encoder may add its priming (1024 samples) and
+    pad its last frame (up to 1024 more), no more."""
+    src = clip if source == "aac" else opus_clip(tmp_path / "opus.mkv")
+    remove_video(src, tmp_path / name, segmenter=seg, progress=False, **options)
+    before, after = audio_seconds(src), audio_seconds(tmp_path / name)
+    assert after >= before - 0.002, f"{name}: {before - after:.4f} s of audio lost"
+    assert after <= before + 2048 / 44100, f"{name}: {after - before:.4f} s of audio added"
 
 
 def test_webm_and_mov_are_transparent(clip, seg, tmp_path):

@@ -28,8 +28,8 @@ log = logging.getLogger("personcut")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from personcut.config import load_config
-    from personcut.engine import fit
+    from personcut.train.config import load_config
+    from personcut.train.loop import fit
 
     overrides = list(args.set or [])
     if args.out:
@@ -43,35 +43,41 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from personcut.checkpoint import load_model
-    from personcut.data import build_dataset, skipped_files
-    from personcut.data.transforms import EvalTransform
-    from personcut.engine import (
-        Runtime,
-        dataset_groups,
-        evaluate,
-        evaluate_segmenter,
-        make_eval_loader,
-        setup_runtime,
-    )
-    from personcut.inference import Segmenter, resolve_model
-    from personcut.plots import prediction_sheet
+    from personcut.train.data import build_dataset, skipped_files
 
     if not args.model.exists() and args.model.suffix == "":
+        from personcut.weights import resolve_model
+
         args.model = resolve_model(str(args.model))  # a shipped model's name: its .onnx
     if args.model.suffix == ".onnx":
         # The path users get: the Segmenter's resize, network and guided upsampling. The levels
         # step is left out: it does not move the 0.5 threshold (IoU is the same) but would make
         # the BCE meaningless.
+        from personcut.segmenter import Segmenter
+        from personcut.train.evaluation import evaluate_segmenter
+
         seg = Segmenter(args.model, device=args.device, working_size=args.size, alpha_levels=None)
         dataset = build_dataset(args.data, None, crowd="ignore")
-        result = evaluate_segmenter(seg, dataset, dataset_groups(dataset))
-        result["eval_size"] = seg.info.working_size
+        result = evaluate_segmenter(seg, dataset)
+        result["working_size"] = seg.info.working_size
         result["scored_through"] = "Segmenter (ONNX Runtime, guided upsampling)"
         result["skipped"] = skipped_files(dataset)
-        print(json.dumps(result, indent=2))
-        return 0
-    runtime: Runtime = setup_runtime(args.device)
+    else:
+        result = _evaluate_checkpoint(args)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _evaluate_checkpoint(args: argparse.Namespace) -> dict:
+    """A .pt/.safetensors checkpoint through torch, as training validation scores it."""
+    from personcut.train.checkpoint import load_model
+    from personcut.train.data import build_dataset, skipped_files
+    from personcut.train.data.transforms import EvalTransform
+    from personcut.train.evaluation import evaluate, make_eval_loader
+    from personcut.train.plots import prediction_sheet
+    from personcut.train.runtime import setup_runtime
+
+    runtime = setup_runtime(args.device)
     model, config = load_model(args.model, runtime.device)
     size = args.size or config.data.eval_size
     transform = EvalTransform(size, 2**config.model.depth)  # padded as `remove` pads
@@ -87,11 +93,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     examples = result.pop("examples", [])
     if args.sheet and examples:
         prediction_sheet(examples, args.sheet)
-    result["eval_size"] = size
+    result["working_size"] = size
     result["scored_through"] = "torch network, bilinear upsampling"
     result["skipped"] = skipped_files(dataset)
-    print(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 def _add_train(sub) -> None:
@@ -170,7 +175,7 @@ class Job:
 
 
 def _output_format(path: Path | None, fmt: str | None) -> str:
-    from personcut.imaging import FORMATS
+    from personcut.images import FORMATS
 
     if fmt:
         return fmt.upper().replace("JPG", "JPEG")
@@ -182,7 +187,7 @@ def _output_format(path: Path | None, fmt: str | None) -> str:
 def _plan(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
     """Expand inputs into jobs with their output paths; problems found up front are returned
     as messages (the other files still run)."""
-    from personcut.imaging import FORMATS
+    from personcut.images import FORMATS
 
     ext = {"PNG": ".png", "WEBP": ".webp", "JPEG": ".jpg"}[_output_format(None, args.format)]
     if args.output and Path(args.output).suffix.lower() in FORMATS:
@@ -255,11 +260,7 @@ def _check_target(job: Job, inputs: set[Path], taken: set[Path], overwrite: bool
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from personcut.cutout import CutoutOptions, OptionError, cutout_many
-    from personcut.imaging import load_image, remove_leftovers, write_atomic
-    from personcut.inference import Segmenter, threads_per_worker
+    from personcut.cutout import OptionError
     from personcut.video import VIDEO_EXTENSIONS
 
     if args.workers is not None and args.workers < 1:
@@ -268,16 +269,7 @@ def _remove(args: argparse.Namespace) -> int:
     if args.output == "-":
         args.output = None
     try:  # a bad option fails before any work, with the message every entry point gives
-        options = CutoutOptions(
-            mask=args.mask,
-            bg=args.bg,
-            bg_image=args.bg_image,
-            blur=args.blur,
-            crop=args.crop,
-            threshold=args.threshold,
-        )
-        if args.bg_image:
-            load_image(args.bg_image)
+        options = _options(args)
     except (OptionError, ValueError) as exc:
         print(f"personcut remove: {exc}", file=sys.stderr)
         return 2
@@ -293,29 +285,67 @@ def _remove(args: argparse.Namespace) -> int:
         for f in failures:
             print(f"personcut remove: {f}", file=sys.stderr)
         return 1
+    jobs, job_options = _checked_jobs(jobs, options, args, failures)
+    sources: list = [j.source for j in jobs]
+    if any(j.source is None for j in jobs):
+        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
+            print("personcut remove: <stdin>: standard input is closed", file=sys.stderr)
+            return 1
+        stdin_data = sys.stdin.buffer.read()
+        sources = [stdin_data if s is None else s for s in sources]
+    ok = _run_photos(args, jobs, sources, job_options, failures)
+    return _report(ok, failures)
+
+
+def _options(args: argparse.Namespace) -> CutoutOptions:
+    from personcut.cutout import CutoutOptions
+
+    return CutoutOptions(
+        mask=args.mask,
+        bg=args.bg,
+        bg_image=args.bg_image,  # decoded here, once, for all the photos
+        blur=args.blur,
+        crop=args.crop,
+        threshold=args.threshold,
+    )
+
+
+def _checked_jobs(
+    jobs: list[Job], options: CutoutOptions, args: argparse.Namespace, failures: list[str]
+) -> tuple[list[Job], list[CutoutOptions]]:
+    """The jobs whose outputs may be written, each with its options (the format from the
+    output's name); output checks up front, in order, before any work."""
     inputs = {j.source.resolve() for j in jobs if j.source is not None}
     taken: set[Path] = set()
     runnable, job_options = [], []
-    for job in jobs:  # output checks up front, in order, before any work
+    for job in jobs:
         try:
             _check_target(job, inputs, taken, args.overwrite)
             job_options.append(options.with_format(_output_format(job.output, args.format)))
             runnable.append(job)
         except ValueError as exc:
             failures.append(str(exc) if job.name in str(exc) else f"{job.name}: {exc}")
-    jobs = runnable
+    return runnable, job_options
+
+
+def _run_photos(
+    args: argparse.Namespace,
+    jobs: list[Job],
+    sources: list,
+    job_options: list[CutoutOptions],
+    failures: list[str],
+) -> int:
+    """Cut out and write every job; failures are added to ``failures``; returns the count done."""
+    from tqdm import tqdm
+
+    from personcut.cutout import cutout_many
+    from personcut.files import remove_leftovers, write_atomic
+    from personcut.segmenter import Segmenter, threads_per_worker
+
     workers = args.workers or max(1, min(os.cpu_count() or 1, MAX_WORKERS, len(jobs)))
     # Side by side, each photo's network gets its share of the cores; alone, it gets them all.
     threads = threads_per_worker(workers)
     segmenter = Segmenter(args.model, device=args.device, working_size=args.size, threads=threads)
-    stdin_data = None
-    if any(j.source is None for j in jobs):
-        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
-            print("personcut remove: <stdin>: standard input is closed", file=sys.stderr)
-            return 1
-        stdin_data = sys.stdin.buffer.read()
-    sources = [stdin_data if j.source is None else j.source for j in jobs]
-
     # What killed earlier runs left beside these outputs, one listing per folder.
     remove_leftovers([j.output for j in jobs if j.output is not None])
     ok = 0
@@ -346,7 +376,7 @@ def _remove(args: argparse.Namespace) -> int:
         except OSError as exc:
             failures.append(f"{job.name}: cannot write {job.output} ({exc})")
     bar.close()
-    return _report(ok, failures)
+    return ok
 
 
 def _report(ok: int, failures: list[str]) -> int:
@@ -362,7 +392,7 @@ def _report(ok: int, failures: list[str]) -> int:
 def _remove_videos(args: argparse.Namespace, videos: list[str], options: CutoutOptions) -> int:
     """Clips go one by one through personcut.video; -o names the output (one clip) or a folder
     (several). Without -o: NAME.cutout.webm beside the clip (.mp4 when the result is opaque)."""
-    from personcut.inference import Segmenter
+    from personcut.segmenter import Segmenter
     from personcut.video import VIDEO_WORKING_SIZE, remove_video
 
     if len(videos) != len(args.inputs):
@@ -463,7 +493,7 @@ def _add_remove(sub) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from personcut.export import export_checkpoint
+    from personcut.train.export import export_checkpoint
 
     info = export_checkpoint(args.checkpoint, args.output, fp16=args.fp16)
     print(
@@ -487,7 +517,7 @@ def _add_export(sub) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from personcut.inference import Segmenter, threads_per_worker
+    from personcut.segmenter import Segmenter, threads_per_worker
     from personcut.server import Settings, create_app, serve
 
     settings = Settings(

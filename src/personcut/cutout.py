@@ -1,7 +1,9 @@
-"""The cut-out job in one place: options, decode, predict, refine, compose, encode.
+"""The cut-out job in one place: options, decode, predict, compose, encode.
 
-``remove()``, the command line, the HTTP service and the benchmarks all go through here, so an
-option means the same thing everywhere and its checks and messages are written once.
+``remove()``, the command line, the HTTP service, video and the benchmarks all go through here, so
+an option means the same thing everywhere and its checks and messages are written once. One step,
+:func:`_cut`, decodes and predicts; :func:`cutout_image` (a PIL image), :func:`cutout` (encoded
+bytes) and :func:`cutout_many` (a folder, in threads) are shapes over it.
 """
 
 from __future__ import annotations
@@ -10,25 +12,36 @@ import math
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
-from personcut.imaging import (
+from personcut.compose import RGB, Background, compose_array, crop_box, parse_color
+from personcut.images import (
     DEFAULT_MAX_PIXELS,
+    ImageError,
     ImageInput,
     array_image,
-    compose_array,
-    crop_box,
     encode_pixels,
     load_image,
-    parse_color,
     to_rgb,
 )
 
+if TYPE_CHECKING:
+    from personcut.segmenter import Segmenter
+
 MAX_BLUR = 200.0
 FORMATS = ("PNG", "WEBP", "JPEG")
+
+
+class MaskPredictor(Protocol):
+    """What the cut-out job needs of a model (:class:`~personcut.segmenter.Segmenter` is one)."""
+
+    def predict_rgb(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """Person alpha (HxW float32 in [0, 1]) for each HxWx3 uint8 photo, at its size."""
+        ...
 
 
 class OptionError(ValueError):
@@ -37,14 +50,16 @@ class OptionError(ValueError):
 
 @dataclass(frozen=True)
 class CutoutOptions:
-    """What to make of the people found in a photo. Checked when built."""
+    """What to make of the people found in a photo. Checked when built, the one place options
+    are checked for the CLI, the Python API, the HTTP service and video; the background colour
+    is parsed and the background picture decoded here, once."""
 
     mask: bool = False
     """The 8-bit mask instead of a cutout."""
     bg: str | None = None
     """Put the people over this colour (name or #hex); the result is opaque."""
-    bg_image: ImageInput | None = None
-    """Put the people over this picture, scaled to cover."""
+    bg_image: Background | ImageInput | None = None
+    """Put the people over this picture, scaled to cover (decoded when the options are built)."""
     blur: float = 0.0
     """Blur the photo's own background by this radius (portrait style), 0 to MAX_BLUR."""
     crop: bool = False
@@ -53,6 +68,8 @@ class CutoutOptions:
     """Make the mask hard at this probability (0 to 1)."""
     format: str = "PNG"
     """PNG, WEBP or JPEG (jpg accepted); JPEG needs an opaque result."""
+    color: RGB | None = field(init=False, default=None, repr=False, compare=False)
+    """``bg`` parsed."""
 
     def __post_init__(self) -> None:
         fmt = str(self.format).upper().replace("JPG", "JPEG")
@@ -70,9 +87,14 @@ class CutoutOptions:
             object.__setattr__(self, "threshold", t)
         if self.bg is not None:
             try:
-                parse_color(self.bg)
+                object.__setattr__(self, "color", parse_color(self.bg))
             except ValueError as exc:
                 raise OptionError(f"bg {self.bg!r} is not a colour name or #rrggbb") from exc
+        if self.bg_image is not None and not isinstance(self.bg_image, Background):
+            try:
+                object.__setattr__(self, "bg_image", Background(self.bg_image))
+            except ImageError as exc:
+                raise OptionError(str(exc)) from exc
         if fmt == "JPEG" and not self.opaque:
             raise OptionError(
                 "JPEG cannot hold transparency; add a background (bg, bg_image "
@@ -102,61 +124,90 @@ def compose_pixels(rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions) -
         rgb,
         alpha,
         mask_only=options.mask,
-        bg=options.bg,
+        bg=options.color,
         bg_image=options.bg_image,
         blur=options.blur,
     )
 
 
-def compose_cutout(
-    image: Image.Image, rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions
-) -> Image.Image:
-    """The output picture for a decoded upright photo (``image``, its HxWx3 ``rgb``) and its
-    alpha. The photo's ICC profile is kept."""
-    out = array_image(compose_pixels(rgb, alpha, options))
-    if "icc_profile" in image.info and out.mode != "L":
-        out.info["icc_profile"] = image.info["icc_profile"]
+@dataclass
+class Cut:
+    """A decoded upright photo (its PIL image, for the ICC profile, and its RGB pixels) and the
+    alpha found for it."""
+
+    image: Image.Image
+    rgb: np.ndarray
+    alpha: np.ndarray
+
+    def picture(self, options: CutoutOptions) -> Image.Image:
+        """The output as a PIL image; the photo's ICC profile is kept."""
+        out = array_image(compose_pixels(self.rgb, self.alpha, options))
+        if "icc_profile" in self.image.info and out.mode != "L":
+            out.info["icc_profile"] = self.image.info["icc_profile"]
+        return out
+
+    def encoded(self, options: CutoutOptions) -> bytes:
+        """The output encoded in ``options.format``, from arrays to bytes without a PIL image in
+        between (at 12 MP each full-size copy costs 15-40 ms)."""
+        pixels = compose_pixels(self.rgb, self.alpha, options)
+        return encode_pixels(pixels, options.format, self.image.info.get("icc_profile"))
+
+
+def _cut(
+    segmenter: MaskPredictor, images: Sequence[ImageInput], max_pixels: int | None
+) -> list[Cut | Exception]:
+    """Decode each image and find its people in one batch: the one decode -> predict step of
+    every entry point. A photo that cannot be decoded gives its error; the others go on."""
+    decoded: list[tuple[int, Image.Image, np.ndarray]] = []
+    out: list[Cut | Exception] = [RuntimeError("not run")] * len(images)
+    for i, source in enumerate(images):
+        try:
+            image = load_image(source, max_pixels)
+            decoded.append((i, image, to_rgb(image)))
+        except Exception as exc:  # noqa: BLE001 - reported per photo, the rest go on
+            out[i] = exc
+    if not decoded:
+        return out
+    try:
+        alphas = segmenter.predict_rgb([rgb for _, _, rgb in decoded])
+    except Exception as exc:  # noqa: BLE001
+        for i, _, _ in decoded:
+            out[i] = RuntimeError(f"inference failed ({exc})")
+        return out
+    for (i, image, rgb), alpha in zip(decoded, alphas, strict=True):
+        out[i] = Cut(image, rgb, alpha)
     return out
 
 
+def _one(segmenter: MaskPredictor, image: ImageInput, max_pixels: int | None) -> Cut:
+    (result,) = _cut(segmenter, [image], max_pixels)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def cutout_image(
-    segmenter,
+    segmenter: MaskPredictor,
     image: ImageInput,
     options: CutoutOptions | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
     """Decode ``image`` (never modified), find the people, compose: a PIL image."""
-    options = options or CutoutOptions()
-    decoded = load_image(image, max_pixels)
-    rgb = to_rgb(decoded)
-    alpha = segmenter.predict_rgb([rgb])[0]
-    return compose_cutout(decoded, rgb, alpha, options)
-
-
-def encode_cutout(
-    image: Image.Image, rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions
-) -> bytes:
-    """:func:`compose_cutout`, encoded in ``options.format``, from arrays to bytes without a PIL
-    image in between (at 12 MP each full-size copy costs 15-40 ms)."""
-    pixels = compose_pixels(rgb, alpha, options)
-    return encode_pixels(pixels, options.format, image.info.get("icc_profile"))
+    return _one(segmenter, image, max_pixels).picture(options or CutoutOptions())
 
 
 def cutout(
-    segmenter,
+    segmenter: MaskPredictor,
     image: ImageInput,
     options: CutoutOptions | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     """The whole job for one photo: its encoded output in ``options.format``."""
-    options = options or CutoutOptions()
-    decoded = load_image(image, max_pixels)
-    rgb = to_rgb(decoded)
-    return encode_cutout(decoded, rgb, segmenter.predict_rgb([rgb])[0], options)
+    return _one(segmenter, image, max_pixels).encoded(options or CutoutOptions())
 
 
 def cutout_many(
-    segmenter,
+    segmenter: MaskPredictor,
     images: Sequence[ImageInput],
     options: CutoutOptions | Sequence[CutoutOptions],
     *,
@@ -182,26 +233,15 @@ def cutout_many(
 
     def run(indices: range) -> list[tuple[int, bytes | Exception]]:
         done: list[tuple[int, bytes | Exception]] = []
-        decoded = []
-        for i in indices:
-            try:
-                image = load_image(images[i], max_pixels)
-                decoded.append((i, image, to_rgb(image)))
-            except Exception as exc:  # noqa: BLE001 - reported per photo, the rest go on
-                done.append((i, exc))
-        try:
-            alphas = segmenter.predict_rgb([d[2] for d in decoded]) if decoded else []
-        except Exception as exc:  # noqa: BLE001
-            alphas = [RuntimeError(f"inference failed ({exc})")] * len(decoded)
-        for (i, image, rgb), alpha in zip(decoded, alphas, strict=True):
-            if isinstance(alpha, Exception):
-                done.append((i, alpha))
-                continue
-            try:
-                done.append((i, encode_cutout(image, rgb, alpha, per_image[i])))
-            except Exception as exc:  # noqa: BLE001
-                done.append((i, exc))
-        return sorted(done, key=lambda d: d[0])
+        results = _cut(segmenter, [images[i] for i in indices], max_pixels)
+        for i, result in zip(indices, results, strict=True):
+            if isinstance(result, Cut):
+                try:
+                    result = result.encoded(per_image[i])
+                except Exception as exc:  # noqa: BLE001
+                    result = exc
+            done.append((i, result))
+        return done
 
     batches = [
         range(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)
@@ -218,3 +258,51 @@ def cutout_many(
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
+
+
+_DEFAULT: Segmenter | None = None
+
+
+def default_segmenter() -> Segmenter:
+    """The shipped model, loaded at the first call and kept."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        from personcut.segmenter import Segmenter
+
+        _DEFAULT = Segmenter()
+    return _DEFAULT
+
+
+def remove(
+    image: ImageInput,
+    *,
+    mask: bool = False,
+    bg: str | None = None,
+    bg_image: ImageInput | None = None,
+    blur: float = 0.0,
+    crop: bool = False,
+    threshold: float | None = None,
+    segmenter: MaskPredictor | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Remove the background behind the people in ``image``.
+
+    Args:
+        image: a path, bytes, PIL image or NumPy array (HxW, HxWx3 or HxWx4); never modified.
+        mask: return the 8-bit mask ("L") instead of a cutout.
+        bg: put the people over this colour (name or #hex); the result is opaque RGB.
+        bg_image: put the people over this picture, scaled to cover.
+        blur: blur the photo's own background by this radius (portrait style).
+        crop: trim to the people plus a margin.
+        threshold: make the mask hard at this probability.
+        segmenter: the model to use; the shipped model by default.
+        max_pixels: refuse larger images (decompression bombs); None for no limit.
+
+    Returns:
+        An RGBA cutout by default; "L" with ``mask``; RGB with a background. Same size and
+        orientation as a viewer shows the input.
+    """
+    options = CutoutOptions(
+        mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop, threshold=threshold
+    )
+    return cutout_image(segmenter or default_segmenter(), image, options, max_pixels)

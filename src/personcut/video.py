@@ -16,17 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from personcut.cutout import CutoutOptions, OptionError, compose_pixels
+from personcut.cutout import CutoutOptions, MaskPredictor, OptionError, compose_pixels
+from personcut.files import atomic_path
+from personcut.images import encode_pixels
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +162,7 @@ def remove_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
-    segmenter=None,
+    segmenter: MaskPredictor | None = None,
     mask: bool = False,
     bg: str | None = None,
     bg_image: Any = None,
@@ -195,6 +194,35 @@ def remove_video(
         raise OptionError("crop is for photos: a clip's frames must all keep the clip's size")
     target = _target(dst, transparent=not options.opaque)
     smoother = TemporalFilter(smoothing)
+    _check_paths(src, dst, target, overwrite)
+    try:
+        source = av.open(str(src))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{src}: not a video FFmpeg can read ({exc})") from exc
+    start = time.perf_counter()
+    with source:
+        vin = _video_stream(source, src, target)
+        width, height = vin.codec_context.width, vin.codec_context.height
+        ain = source.streams.audio[0] if source.streams.audio and target.container else None
+        if segmenter is None:
+            from personcut.segmenter import Segmenter
+
+            segmenter = Segmenter(working_size=VIDEO_WORKING_SIZE)
+        bar = tqdm(total=vin.frames or None, unit="frame", desc=src.name, disable=not progress)
+        # Written beside dst under a temporary name, renamed over it only when complete.
+        with atomic_path(dst, folder=target.container is None) as work:
+            stats = _transcode(
+                av, source, vin, ain, work, target, segmenter, options, smoother, bar
+            )
+            if stats["frames"] == 0:
+                raise VideoError(f"{src}: no frame could be decoded")
+    stats.update(width=width, height=height, seconds=time.perf_counter() - start, output=str(dst))
+    return stats
+
+
+def _check_paths(src: Path, dst: Path, target: _Target, overwrite: bool) -> None:
+    """Refuse before any work: a missing input, an output that would replace the input, or one
+    that is not ours to replace."""
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
     if target.container is None and dst.is_dir():
@@ -212,73 +240,21 @@ def remove_video(
         raise VideoError(f"{src}: output {dst} exists (use --overwrite to replace it)")
     if src.resolve() == dst.resolve():
         raise VideoError(f"{src}: output is the input; refusing to overwrite it")
-    try:
-        source = av.open(str(src))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"{src}: not a video FFmpeg can read ({exc})") from exc
-    start = time.perf_counter()
-    with source:
-        if not source.streams.video:
-            raise VideoError(f"{src}: holds no video stream")
-        vin = source.streams.video[0]
-        vin.thread_type = "AUTO"
-        width, height = vin.codec_context.width, vin.codec_context.height
-        if target.pix_fmt.endswith("420p") and (width % 2 or height % 2):
-            raise VideoError(
-                f"{src}: {width}x{height} has an odd side, which {target.codec} "
-                "cannot encode; write .mov (ProRes) or a folder of PNG frames"
-            )
-        ain = source.streams.audio[0] if source.streams.audio and target.container else None
-        if options.bg_image is not None:  # fitted to the frame once, not for every frame
-            from PIL import ImageOps
-
-            from personcut.imaging import load_image
-
-            back = ImageOps.fit(
-                load_image(options.bg_image).convert("RGB"), (width, height), Image.LANCZOS
-            )
-            options = replace(options, bg_image=np.asarray(back))
-        if segmenter is None:
-            from personcut.inference import Segmenter
-
-            segmenter = Segmenter(working_size=VIDEO_WORKING_SIZE)
-        work = _work_path(dst, target)
-        try:
-            stats = _transcode(
-                av,
-                source,
-                vin,
-                ain,
-                work,
-                target,
-                segmenter,
-                options,
-                smoother,
-                tqdm(total=vin.frames or None, unit="frame", desc=src.name, disable=not progress),
-            )
-            if stats["frames"] == 0:
-                raise VideoError(f"{src}: no frame could be decoded")
-            if target.container is None and dst.exists():
-                shutil.rmtree(dst)
-            os.replace(work, dst)
-        except BaseException:
-            if work.is_dir():
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                work.unlink(missing_ok=True)
-            raise
-    stats.update(width=width, height=height, seconds=time.perf_counter() - start, output=str(dst))
-    return stats
 
 
-def _work_path(dst: Path, target: _Target) -> Path:
-    """Where the output is written before it is renamed to ``dst`` (same folder)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if target.container is None:
-        return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    return Path(tmp)
+def _video_stream(source, src: Path, target: _Target):
+    """The clip's first video stream, checked against what the output can encode."""
+    if not source.streams.video:
+        raise VideoError(f"{src}: holds no video stream")
+    vin = source.streams.video[0]
+    vin.thread_type = "AUTO"
+    width, height = vin.codec_context.width, vin.codec_context.height
+    if target.pix_fmt.endswith("420p") and (width % 2 or height % 2):
+        raise VideoError(
+            f"{src}: {width}x{height} has an odd side, which {target.codec} "
+            "cannot encode; write .mov (ProRes) or a folder of PNG frames"
+        )
+    return vin
 
 
 def _transcode(
@@ -288,32 +264,18 @@ def _transcode(
     ain,
     work: Path,
     target: _Target,
-    segmenter,
+    segmenter: MaskPredictor,
     options: CutoutOptions,
     smoother: TemporalFilter,
     bar,
 ) -> dict[str, Any]:
     rate = vin.average_rate or vin.guessed_rate or 25
-    frames, audio_mode = 0, None
-    output = aout = resampler = None
+    frames = 0
+    output = vout = aout = resampler = audio_mode = None
     if target.container is not None:
-        output = av.open(str(work), "w", format=target.container)
-        vout = output.add_stream(target.codec, rate=rate, options=target.encoder_options)
-        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
-        vout.pix_fmt = target.pix_fmt
-        # The source's timestamps are kept, in its time base, also for the encoder (whose own
-        # default, 1/rate, would round variable frame rates to the nominal rate's grid).
-        vout.time_base = vout.codec_context.time_base = vin.time_base
+        output, vout = _open_output(av, work, target, vin, rate)
         if ain is not None:
-            if ain.codec_context.name in target.audio_copy:
-                aout, audio_mode = output.add_stream_from_template(ain), "copied"
-            elif target.audio_codec:
-                rate_out = 48000 if target.audio_codec == "libopus" else (ain.rate or 48000)
-                aout = output.add_stream(target.audio_codec, rate=rate_out)
-                resampler = av.AudioResampler(
-                    format=aout.format.name, layout="stereo", rate=rate_out
-                )
-                audio_mode = f"re-encoded to {target.audio_codec}"
+            aout, resampler, audio_mode = _audio_stream(av, output, ain, target)
     streams = [vin] + ([ain] if ain is not None and output is not None else [])
     # One frame's colour conversion and encoding run in a worker thread while the next frame is
     # segmented; packets are muxed here, in order, so the container is only touched by one thread.
@@ -358,18 +320,43 @@ def _transcode(
         if output is not None:
             collect()
             output.mux(vout.encode(None))
-        elif pending is not None:
-            pending.result()
-            if resampler is not None:
-                for rf in resampler.resample(None):
+            if resampler is not None:  # the re-encoded audio's tail: what the resampler and
+                for rf in resampler.resample(None):  # the encoder still hold
                     output.mux(aout.encode(rf))
                 output.mux(aout.encode(None))
+        elif pending is not None:
+            pending.result()
     finally:
         pool.shutdown(wait=True)
         bar.close()
         if output is not None:
             output.close()
     return {"frames": frames, "fps": float(rate), "audio": audio_mode or "none"}
+
+
+def _open_output(av, work: Path, target: _Target, vin, rate):
+    """The output container and its video stream, frame size and timing as the source's."""
+    output = av.open(str(work), "w", format=target.container)
+    vout = output.add_stream(target.codec, rate=rate, options=target.encoder_options)
+    vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+    vout.pix_fmt = target.pix_fmt
+    # The source's timestamps are kept, in its time base, also for the encoder (whose own
+    # default, 1/rate, would round variable frame rates to the nominal rate's grid).
+    vout.time_base = vout.codec_context.time_base = vin.time_base
+    return output, vout
+
+
+def _audio_stream(av, output, ain, target: _Target):
+    """(output audio stream, resampler or None when copied, what was done) for the source's
+    audio; (None, None, None) when the container takes no audio."""
+    if ain.codec_context.name in target.audio_copy:
+        return output.add_stream_from_template(ain), None, "copied"
+    if not target.audio_codec:
+        return None, None, None
+    rate_out = 48000 if target.audio_codec == "libopus" else (ain.rate or 48000)
+    aout = output.add_stream(target.audio_codec, rate=rate_out)
+    resampler = av.AudioResampler(format=aout.format.name, layout="stereo", rate=rate_out)
+    return aout, resampler, f"re-encoded to {target.audio_codec}"
 
 
 def _decode(packet, source):
@@ -385,10 +372,8 @@ def _encode(
     """Compose and encode one output picture; returns the packets to mux (none for PNG frames,
     which are written here)."""
     pixels = compose_pixels(rgb, alpha, options)
-    if output is None:  # a folder of PNG frames
-        from personcut.imaging import array_image, encode
-
-        (work / f"frame_{index:06d}.png").write_bytes(encode(array_image(pixels), "PNG"))
+    if output is None:  # a folder of PNG frames, encoded as photos are
+        (work / f"frame_{index:06d}.png").write_bytes(encode_pixels(pixels, "PNG"))
         return []
     fmt = "gray" if pixels.ndim == 2 else ("rgba" if pixels.shape[2] == 4 else "rgb24")
     out = av.VideoFrame.from_ndarray(pixels, format=fmt)

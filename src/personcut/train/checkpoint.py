@@ -1,41 +1,22 @@
 """Checkpoints: plain dicts with explicit keys, written atomically.
 
 ``{"model", "optimizer", "scheduler", "scaler", "epoch", "config", "history", "rng", "best"}``;
-the config is the resolved :class:`~personcut.config.Config` as a dict, so the model can be
+the config is the resolved :class:`~personcut.train.config.Config` as a dict, so the model can be
 rebuilt from the file alone. Weights for shipping go out as safetensors (and ONNX, see export).
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from personcut.config import Config, ModelConfig
-from personcut.model import UNet
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a kill
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from personcut.files import write_atomic
+from personcut.train.config import Config, ModelConfig
+from personcut.train.model import UNet
 
 
 def rng_state() -> dict[str, Any]:
@@ -58,7 +39,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -79,7 +60,7 @@ def save_safetensors(model: UNet, path: str | Path, config: Config | None = None
     meta = {"model_config": json.dumps(model.config.__dict__)}
     if config is not None:
         meta["config"] = json.dumps(config.to_dict())
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    write_atomic(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[UNet, Config]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from personcut.data.folders import IGNORE, _load_or_substitute
+from personcut.scoring import IGNORE
+from personcut.train.data.common import load_or_substitute
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class CocoPersonDataset:
         return image, mask, "coco"
 
     def __getitem__(self, index: int):
-        image, mask, group = _load_or_substitute(self, index)
+        image, mask, group = load_or_substitute(self, index)
         if self.transform is None:
             return image, mask, group
         return (*self.transform(image, mask), group)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from personcut.config import ModelConfig
+from personcut.train.config import ModelConfig
 
 
 class DoubleConv(nn.Sequential):

@@ -1,18 +1,17 @@
-"""Decoding photos safely and composing the results. NumPy and Pillow only (no torch)."""
+"""Photos in and out: decoding safely (pixel limits, EXIF orientation, ICC profiles, every mode)
+and encoding PNG, WebP and JPEG. NumPy and Pillow only (no torch)."""
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import struct
-import tempfile
 import threading
 import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -143,33 +142,6 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def parse_color(text: str) -> tuple[int, int, int]:
-    """A colour name or #hex as RGB."""
-    try:
-        return ImageColor.getrgb(text)[:3]
-    except ValueError as exc:
-        raise ValueError(f"bg {text!r} is not a colour name or #rrggbb") from exc
-
-
-def compose(
-    rgb: np.ndarray,
-    alpha: np.ndarray,
-    *,
-    mask_only: bool = False,
-    bg: str | tuple[int, int, int] | None = None,
-    bg_image: ImageInput | None = None,
-    blur: float = 0.0,
-) -> Image.Image:
-    """Build the output from the photo (HxWx3 uint8) and alpha (HxW float in [0, 1]).
-
-    Default: RGBA cutout. ``mask_only``: 8-bit mask. ``bg``/``bg_image``/``blur``: the people over
-    a colour, a picture scaled to cover, or the photo itself blurred; opaque RGB.
-    """
-    return array_image(
-        compose_array(rgb, alpha, mask_only=mask_only, bg=bg, bg_image=bg_image, blur=blur)
-    )
-
-
 STRIP_PIXELS = 1 << 18
 """Full-size steps work in strips of about this many pixels: whole-photo temporaries cost more in
 memory traffic than in arithmetic (a 12 MP float map is 48 MB)."""
@@ -179,72 +151,6 @@ def array_image(pixels: np.ndarray) -> Image.Image:
     """A composed uint8 array (HxW, HxWx3 or HxWx4) as a PIL image in "L", "RGB" or "RGBA"."""
     mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
     return Image.fromarray(pixels, mode)
-
-
-def compose_array(
-    rgb: np.ndarray,
-    alpha: np.ndarray,
-    *,
-    mask_only: bool = False,
-    bg: str | tuple[int, int, int] | None = None,
-    bg_image: ImageInput | None = None,
-    blur: float = 0.0,
-) -> np.ndarray:
-    """:func:`compose` as a uint8 array (HxW mask, HxWx4 RGBA or HxWx3 RGB), for callers that
-    go on with arrays (video frames): a PIL round trip copies the image twice."""
-    # One full-size temporary, changed in place: at 12 MP each new array costs more than the
-    # arithmetic. +0.5 then truncation rounds.
-    scaled = np.multiply(alpha, 255.0, dtype=np.float32)
-    scaled += 0.5
-    np.clip(scaled, 0.0, 255.0, out=scaled)
-    a8 = scaled.astype(np.uint8)
-    if mask_only:
-        return a8
-    h, w = a8.shape
-    if bg is None and bg_image is None and not blur:
-        # Pillow interleaves the bands in C (about a fifth of NumPy's strided copy), a strip at
-        # a time so its temporaries stay in the cache (12 MP: 27 ms, not 130). Fully
-        # transparent pixels then get RGB 0 through a 32-bit view, whole pixels in one pass:
-        # invisible anyway, and the PNG is ~2x smaller and faster to encode.
-        rgba = np.empty((h, w, 4), np.uint8)
-        rows = max(1, STRIP_PIXELS // w)
-        for top in range(0, h, rows):
-            band = slice(top, top + rows)
-            strip = Image.fromarray(np.ascontiguousarray(rgb[band]))
-            strip.putalpha(Image.fromarray(a8[band]))
-            rgba[band] = np.asarray(strip)
-            rgba[band].view(np.uint32)[..., 0] *= a8[band] > 0
-        return rgba
-    if isinstance(bg_image, np.ndarray) and bg_image.shape == rgb.shape:
-        back = bg_image  # already fitted (a clip's frames share one background)
-    elif bg_image is not None:
-        back = load_image(bg_image).convert("RGB")
-        back = np.asarray(ImageOps.fit(back, (w, h), Image.LANCZOS))
-    elif blur:
-        back = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(blur)))
-    else:
-        color = parse_color(bg) if isinstance(bg, str) else tuple(bg)
-        back = np.broadcast_to(np.array(color, np.uint8), rgb.shape)
-    # (rgb * a + back * (255 - a) + 127) // 255 in 16-bit integers: exact rounding, and about
-    # half the time of the same blend in float32.
-    a16 = a8.astype(np.uint16)[..., None]
-    out = rgb * a16
-    out += back * (255 - a16)
-    out += 127
-    out //= 255
-    return out.astype(np.uint8)
-
-
-def crop_box(alpha: np.ndarray, margin: float = 0.05, level: float = 0.5):
-    """(left, top, right, bottom) around the people plus ``margin`` of the box's size; None
-    when no person was found."""
-    ys, xs = np.nonzero(alpha >= level)
-    if len(xs) == 0:
-        return None
-    h, w = alpha.shape
-    left, right, top, bottom = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    mx, my = round((right - left) * margin), round((bottom - top) * margin)
-    return max(0, left - mx), max(0, top - my), min(w, right + mx), min(h, bottom + my)
 
 
 FORMATS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -309,47 +215,3 @@ def _fast_png(pixels: np.ndarray, icc: bytes | None) -> bytes | None:
         end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, data, CRC
         data = data[:end_of_header] + chunk + data[end_of_header:]
     return data
-
-
-def write_atomic(path: str | Path, data: bytes, clean: bool = True) -> None:
-    """Write to a temp file beside ``path`` and rename: never a half-written output.
-
-    ``clean``: first delete what a killed earlier write of ``path`` left beside it. That lists
-    the folder; a caller writing many files into one folder does it once for all of them with
-    :func:`remove_leftovers` and passes False."""
-    path = Path(path)
-    if clean:
-        _remove_leftovers(path, ".part")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _remove_leftovers(path: Path, suffix: str) -> None:
-    """Delete temporary files that a killed earlier write of ``path`` left beside it (their
-    names are ``.NAME.<random><suffix>``); nothing else matches that pattern."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
-        stale.unlink(missing_ok=True)
-
-
-def remove_leftovers(paths: list[Path], suffix: str = ".part") -> None:
-    """:func:`_remove_leftovers` for many outputs, listing each folder once (per output it was
-    quadratic in the folder's size: 3 ms a file in a folder of 5,000)."""
-    by_folder: dict[Path, set[str]] = {}
-    for path in paths:
-        by_folder.setdefault(path.parent, set()).add(path.name)
-    for folder, names in by_folder.items():
-        if not folder.is_dir():
-            continue
-        for entry in os.scandir(folder):
-            # ".NAME.<random>.part": the output's name is everything before the last two dots.
-            if entry.name.startswith(".") and entry.name.endswith(suffix):
-                name = entry.name[1:].rsplit(".", 2)[0] if entry.name.count(".") >= 3 else None
-                if name in names:
-                    Path(entry.path).unlink(missing_ok=True)

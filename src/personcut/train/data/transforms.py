@@ -17,7 +17,8 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from personcut.data.folders import IGNORE, IMAGE_EXTENSIONS, to_tensors
+from personcut.scoring import IGNORE, IMAGE_EXTENSIONS
+from personcut.train.data.common import to_tensors
 
 
 class CopyPaste:
@@ -121,7 +122,7 @@ class TrainTransform:
 
 class EvalTransform:
     """Resize the long side to ``size`` and pad right/bottom to a multiple of ``multiple``, as
-    :class:`personcut.inference.Segmenter` does, so validation scores the network on exactly what
+    :class:`personcut.segmenter.Segmenter` does, so validation scores the network on exactly what
     ``personcut remove`` feeds it. (Padding to a square instead turned the short side of portrait
     photos into long smeared bands the network never saw in training, and cost ccp person IoU
     0.16.) The mask stays at full size so metrics are measured at the resolution of the labels.

@@ -20,7 +20,8 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from personcut.data.folders import IMAGE_EXTENSIONS, _load_or_substitute
+from personcut.scoring import IMAGE_EXTENSIONS
+from personcut.train.data.common import load_or_substitute
 
 PERSON_HEIGHT = (0.05, 0.40)
 """Range of a pasted person's height as a share of the frame's height."""
@@ -35,7 +36,7 @@ def raw_item(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
         if part:
             index -= dataset.cumulative_sizes[part - 1]
         dataset = dataset.datasets[part]
-    image, mask, _group = _load_or_substitute(dataset, index)  # a corrupt file: the next one
+    image, mask, _group = load_or_substitute(dataset, index)  # a corrupt file: the next one
     return image, mask
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from personcut.data.coco import CocoPersonDataset, resolve_coco_source
-from personcut.data.folders import IGNORE, FolderDataset
+from personcut.scoring import IGNORE
+from personcut.train.data.coco import CocoPersonDataset, resolve_coco_source
+from personcut.train.data.folders import FolderDataset
 
 __all__ = ["IGNORE", "CocoPersonDataset", "FolderDataset", "build_dataset"]
 

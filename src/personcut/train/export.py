@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from personcut.checkpoint import atomic_write, load_model
-from personcut.config import Config
-from personcut.model import UNet, count_parameters, fix_same_padding
+from personcut.files import write_atomic
+from personcut.train.checkpoint import load_model
+from personcut.train.config import Config
+from personcut.train.model import UNet, count_parameters, fix_same_padding
+from personcut.weights import EMBEDDED_KEYS, KEY_NAME, KEY_PAD_MULTIPLE, KEY_WORKING_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ def export_onnx(
 
     The graph expects sides that are a multiple of ``model.multiple``: the caller pads (the
     Segmenter does), which keeps padding logic out of the graph, and the encoder's "same"
-    convolutions get constant pads (:func:`~personcut.model.fix_same_padding`).
+    convolutions get constant pads (:func:`~personcut.train.model.fix_same_padding`).
     """
     model = copy.deepcopy(model).eval().cpu()
     fix_same_padding(model)
@@ -63,7 +65,7 @@ def export_onnx(
                 converted = float16.convert_float_to_float16(onnx.load(tmp), keep_io_types=True)
             onnx.save(converted, tmp)
 
-    atomic_write(path, write)
+    write_atomic(path, write)
 
 
 def parity_check(model: UNet, onnx_path: str | Path, trials: int = 3, seed: int = 0) -> float:
@@ -90,7 +92,7 @@ def parity_check(model: UNet, onnx_path: str | Path, trials: int = 3, seed: int 
 def describe(model: UNet, config: Config, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON written beside an exported model: what Segmenter needs and what people ask."""
     return {
-        "name": "personcut-unet",
+        KEY_NAME: "personcut-unet",
         "architecture": "U-Net (Ronneberger et al. 2015), same-padded convs",
         "encoder": config.model.encoder,
         "width": config.model.width,
@@ -100,8 +102,8 @@ def describe(model: UNet, config: Config, extra: dict[str, Any] | None = None) -
         "input": "RGB float32 in [0, 1], NCHW; normalisation is inside the model",
         "normalisation": {"mean": list(config.model.mean), "std": list(config.model.std)},
         "output": "person logit per pixel (N, 1, H, W); sigmoid gives probability",
-        "working_size": config.data.eval_size,
-        "pad_multiple": model.multiple,
+        KEY_WORKING_SIZE: config.data.eval_size,
+        KEY_PAD_MULTIPLE: model.multiple,
         "training_data": config.data.train,
         **(extra or {}),
     }
@@ -116,7 +118,7 @@ def embed_metadata(path: str | Path, values: dict[str, Any]) -> None:
     del model.metadata_props[:]
     for key, value in values.items():
         model.metadata_props.add(key=key, value=str(value))
-    atomic_write(path, lambda tmp: onnx.save(model, tmp))
+    write_atomic(path, lambda tmp: onnx.save(model, tmp))
 
 
 def export_checkpoint(
@@ -136,10 +138,10 @@ def export_checkpoint(
     info = describe(
         model, config, {"onnx_parity_max_abs_diff": diff, "fp16": fp16, **(metadata or {})}
     )
-    embed_metadata(output, {k: info[k] for k in ("working_size", "pad_multiple", "name")})
-    atomic_write(
+    embed_metadata(output, {k: info[k] for k in EMBEDDED_KEYS})
+    write_atomic(
         output.with_suffix(".json"),
-        lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"),
+        (json.dumps(info, indent=2) + "\n").encode(),
     )
     log.info("wrote %s (parity max |diff| %.2e)", output, diff)
     return info

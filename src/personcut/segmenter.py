@@ -1,0 +1,176 @@
+"""Segmenter: one model session, one predict path, on ONNX Runtime (default) or torch.
+
+The network runs at a working size (long side, e.g. 320, padded to the model's multiple); its
+soft mask is brought back to the photo's full size by :mod:`personcut.refine`. Torch is imported
+only for ``.pt``/``.safetensors`` models (the training extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from personcut import refine
+from personcut.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, to_rgb
+from personcut.refine import ALPHA_LEVELS
+from personcut.weights import ModelInfo, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+def threads_per_worker(workers: int) -> int | None:
+    """ONNX Runtime threads for each of ``workers`` photos worked on side by side: the cores
+    shared out, at least one each; None (ORT's default, every core) for a single worker. Under
+    load, one network per core gets 17 % more through than networks sharing all cores
+    (benchmarks/bench_ort_options.py)."""
+    if workers <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+class Segmenter:
+    """Holds one model session and predicts person masks.
+
+    Args:
+        model: an ``.onnx`` file (ONNX Runtime), a ``.pt`` checkpoint or ``.safetensors`` file
+            (torch); the name of a model shipped in the package ("classic", see
+            :func:`shipped_models`); None for the default shipped model.
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        working_size: long side the network sees; default from the model's JSON.
+        alpha_levels: (low, high) for the final levels step (see ALPHA_LEVELS); None leaves the
+            refined probabilities as they are.
+        threads: ONNX Runtime's threads for one photo; None for one per core (the fastest single
+            photo). Give 1 when several photos run side by side (:func:`cutout_many` with
+            ``workers``): one network on each core beats two networks sharing both.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str = "auto",
+        working_size: int | None = None,
+        alpha_levels: tuple[float, float] | None = ALPHA_LEVELS,
+        threads: int | None = None,
+    ) -> None:
+        if alpha_levels is not None:
+            refine.check_levels(*alpha_levels)  # before the model loads, not at the first photo
+        self.alpha_levels = alpha_levels
+        path = resolve_model(model)
+        self.path = path
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if path.suffix == ".onnx":
+            self._init_onnx(device, threads)
+        elif path.suffix in (".pt", ".safetensors"):
+            self._init_torch(device)
+        else:
+            raise ValueError(f"{path}: unknown model type; use .onnx, .pt or .safetensors")
+        if working_size:  # the caller's choice beats the model's
+            self.info.working_size = working_size
+        log.info("model %s on %s (%s)", path.name, self.runtime, self.device)
+
+    def _init_onnx(self, device: str, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        if device == "cuda" and not want_cuda:
+            raise RuntimeError("device cuda asked for, but onnxruntime has no CUDA provider")
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if want_cuda
+            else ["CPUExecutionProvider"]
+        )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        embedded = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.for_model(self.path, embedded)
+        self.runtime = "onnxruntime"
+        self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
+
+    def _init_torch(self, device: str) -> None:
+        import torch
+
+        from personcut.train.checkpoint import load_model
+
+        use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+        if device == "cuda" and not use_cuda:
+            raise RuntimeError("device cuda asked for, but torch sees no CUDA device")
+        self.device = "cuda" if use_cuda else "cpu"
+        self.torch_model, config = load_model(self.path, self.device)
+        self.info = ModelInfo.for_model(self.path)
+        self.info.multiple = 2**config.model.depth
+        if self.info.extra is None:
+            self.info.working_size = config.data.eval_size
+        self.runtime = "torch"
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 in [0, 1], sides a multiple of ``info.multiple`` -> logits."""
+        if self.runtime == "onnxruntime":
+            return self.session.run(None, {self.input_name: batch})[0]
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device)
+            return self.torch_model.eval()(x).float().cpu().numpy()
+
+    def _prepare(
+        self, rgb: np.ndarray, image: Image.Image | None = None
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """The photo at the working size; ``image``: ``rgb`` as a PIL image, if the caller has
+        one (making it copies the photo)."""
+        h, w = rgb.shape[:2]
+        s = self.info.working_size / max(h, w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        # reducing_gap=1 (a box reduction by the whole factor first) halves this step's 4 ms at
+        # 1 MP but cost 0.0007 person IoU at 1 MP (benchmarks/eval_large.py); kept at 2.
+        if image is None:
+            image = Image.fromarray(rgb)
+        small = np.asarray(image.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+        return small, (nh, nw)
+
+    def _to_batch(self, smalls: list[np.ndarray]) -> np.ndarray:
+        m = self.info.multiple
+        ph = max(s.shape[0] for s in smalls)
+        pw = max(s.shape[1] for s in smalls)
+        ph, pw = -(-ph // m) * m, -(-pw // m) * m
+        batch = np.empty((len(smalls), 3, ph, pw), np.float32)
+        for i, s in enumerate(smalls):
+            padded = np.pad(s, ((0, ph - s.shape[0]), (0, pw - s.shape[1]), (0, 0)), mode="edge")
+            batch[i] = padded.transpose(2, 0, 1) / 255.0
+        return batch
+
+    def predict_masks(
+        self,
+        images: list[ImageInput],
+        guided: bool = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> list[np.ndarray]:
+        """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch.
+        Images over ``max_pixels`` are refused (ImageError) before they are decoded."""
+        rgbs = [to_rgb(load_image(im, max_pixels=max_pixels)) for im in images]
+        return self.predict_rgb(rgbs, guided)
+
+    def predict_rgb(self, rgbs: list[np.ndarray], guided: bool = True) -> list[np.ndarray]:
+        """Like :meth:`predict_masks` for images already decoded to HxWx3 uint8 RGB arrays (the
+        CLI and the server decode once, then both predict and compose from the same pixels)."""
+        images = [Image.fromarray(rgb) for rgb in rgbs]  # once, for the resize and the guide
+        prepared = [self._prepare(rgb, im) for rgb, im in zip(rgbs, images, strict=True)]
+        logits = self._logits(self._to_batch([p[0] for p in prepared]))
+        out = []
+        for image, (small, (nh, nw)), logit in zip(images, prepared, logits, strict=True):
+            prob = 1.0 / (1.0 + np.exp(-logit[0, :nh, :nw].astype(np.float32)))
+            out.append(refine.to_full_size(prob, small, image, self.alpha_levels, guided))
+        return out
+
+    def predict_mask(self, image: ImageInput, guided: bool = True) -> np.ndarray:
+        """Person probability (HxW float32 in [0, 1]) at the image's full (upright) size."""
+        return self.predict_masks([image], guided)[0]

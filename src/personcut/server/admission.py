@@ -1,0 +1,44 @@
+"""Admission control: at most ``workers + queue_size`` jobs in the service and at most
+``max_inflight_bytes`` of uploads held at once; beyond either, a request is answered 503 at once
+instead of piling up, so memory stays flat under load."""
+
+from __future__ import annotations
+
+import threading
+
+
+class Busy(Exception):
+    """The service is full; the message says of what."""
+
+
+class Admission:
+    """Counts jobs and upload bytes in the service (thread-safe)."""
+
+    def __init__(self, max_jobs: int, max_bytes: int) -> None:
+        self.max_jobs, self.max_bytes = max_jobs, max_bytes
+        self.jobs = self.bytes = 0
+        self._lock = threading.Lock()
+
+    def take_bytes(self, n: int) -> None:
+        """Hold ``n`` more upload bytes, or raise Busy."""
+        with self._lock:
+            if self.bytes + n > self.max_bytes:
+                raise Busy("too many uploads in progress; retry shortly")
+            self.bytes += n
+
+    def give_bytes(self, n: int) -> None:
+        with self._lock:
+            self.bytes -= n
+
+    def take_job(self) -> None:
+        """Admit one more job, or raise Busy."""
+        with self._lock:
+            if self.jobs >= self.max_jobs:
+                raise Busy("too many requests in progress; retry shortly")
+            self.jobs += 1
+
+    def give_job(self, *_args) -> None:
+        """Let a job go (usable as a future's done-callback: the slot frees when the work
+        ends, not when the client stops waiting)."""
+        with self._lock:
+            self.jobs -= 1

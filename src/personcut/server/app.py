@@ -1,0 +1,243 @@
+"""The routes: ``POST /api/remove`` (the cut-out), ``GET /api/health``, ``GET /api/info`` and the
+web page at ``/``.
+
+Inference runs in a bounded thread pool off the event loop; requests beyond the pool and its
+queue get 503 with Retry-After at once instead of piling up (see admission.py). The service never
+fetches URLs: images arrive in the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from personcut import __version__
+from personcut.cutout import MAX_BLUR, CutoutOptions, cutout
+from personcut.images import ImageError
+from personcut.segmenter import Segmenter, threads_per_worker
+from personcut.server.admission import Admission, Busy
+from personcut.server.settings import Settings
+from personcut.server.upload import Held, UploadError, read_upload
+
+STATIC = Path(__file__).parent / "static"
+MEDIA_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
+IMAGE_ERROR_STATUS = {"unsupported": 415, "too_large": 413, "corrupt": 400, "missing": 400}
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
+"""The upload as the OpenAPI page shows it (the body is read by hand, not by FastAPI)."""
+
+ApiError = UploadError  # one shape for every error answer: status, error, detail, headers
+
+
+def create_app(segmenter: Segmenter | None = None, settings: Settings | None = None) -> FastAPI:
+    """The app, with one model session shared by all requests (when none is given, one whose
+    network threads are shared out among the workers)."""
+    settings = settings or Settings()
+    if settings.api_key is None:
+        settings.api_key = os.environ.get("PERSONCUT_API_KEY") or None
+    seg = segmenter or Segmenter(threads=threads_per_worker(settings.workers))
+    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="personcut")
+    admission = Admission(settings.workers + settings.queue_size, settings.max_inflight_bytes)
+
+    app = FastAPI(
+        title="personcut",
+        version=__version__,
+        description="Remove the background behind people in photos.",
+    )
+    _error_answers(app)
+
+    @app.post(
+        "/api/remove",
+        summary="Remove the background",
+        response_class=Response,
+        responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+        openapi_extra=UPLOAD_BODY,
+    )
+    async def remove_endpoint(
+        request: Request,
+        mask: bool = Query(False, description="return the 8-bit mask"),
+        bg: str | None = Query(None, description="background colour (name or #hex)"),
+        blur: float = Query(
+            0.0, ge=0, le=MAX_BLUR, description="blur the background by this radius"
+        ),
+        crop: bool = Query(False, description="trim to the people plus a margin"),
+        threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
+        format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
+    ) -> Response:
+        _check_key(request, settings.api_key)
+        held = Held(admission)
+        try:
+            body, form = await read_upload(request, settings, held)
+            # Form fields (from the web page) override the query string. Form values arrive as
+            # text, unchecked by FastAPI: CutoutOptions checks the merged values by one set of
+            # rules.
+            try:
+                options = CutoutOptions(
+                    mask=_flag(form.get("mask"), mask),
+                    crop=_flag(form.get("crop"), crop),
+                    bg=form.get("bg") or bg,
+                    blur=_number(form, "blur", blur),
+                    threshold=_number(form, "threshold", threshold),
+                    format=form.get("format") or format,
+                )
+            except ValueError as exc:
+                raise ApiError(422, "invalid_option", str(exc)) from exc
+            return await run_cutout(body, options)
+        finally:
+            held.release()  # whatever happened: the upload's bytes are let go
+
+    async def run_cutout(body: bytes, options: CutoutOptions) -> Response:
+        """Admit the job (or 503), run it in the pool, answer within the timeout (or 504)."""
+        try:
+            admission.take_job()
+        except Busy as exc:
+            raise ApiError(503, "busy", str(exc), {"Retry-After": "1"}) from exc
+        future = pool.submit(cutout, seg, body, options, settings.max_pixels)
+        future.add_done_callback(admission.give_job)  # freed when the work ends, not on timeout
+        try:
+            data = await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise ApiError(504, "timeout", f"over the {settings.timeout_s:g} s limit") from exc
+        except ImageError as exc:
+            message = str(exc).replace("<bytes>: ", "")
+            if exc.kind == "too_large":  # the library's text names a CLI flag: not for clients
+                message = (
+                    f"the image is over this service's limit of "
+                    f"{settings.max_pixels / 1e6:g} megapixels"
+                )
+            raise ApiError(IMAGE_ERROR_STATUS.get(exc.kind, 400), exc.kind, message) from exc
+        return Response(data, media_type=MEDIA_TYPES[options.format])
+
+    _info_routes(app, seg, settings)
+    app.state.settings = settings
+    app.state.segmenter = seg
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int, settings: Settings) -> None:
+    """Run ``app`` under uvicorn with the connection limits of ``settings``: at most
+    ``max_connections`` open, and a client that has not sent a whole request head within
+    ``read_timeout_s`` of connecting is disconnected (uvicorn alone waits for slow headers
+    forever, so a few slow clients could hold the server's sockets)."""
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadlineH11(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(settings.read_timeout_s, self._head_late)
+
+        def _head_late(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():  # no request yet
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http=HeadDeadlineH11,
+        log_level="info",
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+    )
+
+
+def _info_routes(app: FastAPI, seg: Segmenter, settings: Settings) -> None:
+    """Health, what the service runs, and the web page."""
+
+    @app.get("/api/health", summary="Liveness")
+    async def health() -> dict:
+        return {"status": "ok", "model_loaded": seg is not None}
+
+    @app.get("/api/info", summary="Model, runtime and limits")
+    async def info() -> dict:
+        extra = seg.info.extra or {}
+        return {
+            "version": __version__,
+            "model": seg.info.name,
+            "model_file": seg.path.name,
+            "parameters": extra.get("parameters"),
+            "width": extra.get("width"),
+            "working_size": seg.info.working_size,
+            "runtime": seg.runtime,
+            "device": seg.device,
+            "limits": {k: v for k, v in asdict(settings).items() if k != "api_key"},
+            "api_key_required": bool(settings.api_key),
+        }
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _error_answers(app: FastAPI) -> None:
+    """Every error is JSON ``{"error": kind, "detail": text}`` with its status."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, exc.status, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": "http_error", "detail": exc.detail}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": "invalid_option", "detail": detail}, 422)
+
+
+def _check_key(request: Request, api_key: str | None) -> None:
+    if not api_key:
+        return
+    given = request.headers.get("x-api-key") or ""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = given or auth[7:]
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise ApiError(401, "unauthorized", "a valid API key is required (X-API-Key header)")
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def _number(form: dict[str, str], key: str, default: float | None) -> float | None:
+    if not form.get(key):
+        return default
+    try:
+        return float(form[key])
+    except ValueError:
+        raise ValueError(f"{key} must be a number, got {form[key]!r}") from None
