@@ -23,34 +23,36 @@ def make_clip(
     audio: bool = True,
     fps: int = 10,
     noise: float = 0.0,
+    audio_codec: str = "aac",
 ) -> Path:
     """The sample photo panned by ``pan`` pixels a frame (0: a still scene), with camera-like
-    noise of this standard deviation, H.264, with a sine tone as AAC."""
+    noise of this standard deviation, H.264, with a sine tone (AAC at 44.1 kHz, or Opus at 48 kHz
+    with ``audio_codec="libopus"``, which needs a .mkv path) lasting as long as the frames."""
     rng = np.random.default_rng(0)
     photo = (
         Image.open(SAMPLE).convert("RGB").resize((size[0] + pan * frames, size[1] + pan * frames))
     )
     a = np.asarray(photo)
+    rate = 48000 if audio_codec == "libopus" else 44100
+    per_frame = rate // fps
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
-        au = out.add_stream("aac", rate=44100) if audio else None
+        au = out.add_stream(audio_codec, rate=rate) if audio else None
         for i in range(frames):
             crop = a[i * pan : i * pan + size[1], i * pan : i * pan + size[0]].astype(np.float32)
             crop = np.clip(crop + rng.normal(0, noise, crop.shape), 0, 255).astype(np.uint8)
             for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), "rgb24")):
                 out.mux(p)
             if au is not None:
-                t = (np.arange(4410) + i * 4410) / 44100
+                t = (np.arange(per_frame) + i * per_frame) / rate
                 tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
                 frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-                frame.sample_rate = 44100
+                frame.sample_rate = rate
                 for p in au.encode(frame):
                     out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
-        if au is not None:
-            for p in au.encode(None):
+        for stream in [v] + ([au] if au is not None else []):
+            for p in stream.encode(None):
                 out.mux(p)
     return path
 
@@ -140,27 +142,6 @@ def audio_seconds(path: Path) -> float:
     return sum(f.samples for f in frames) / frames[0].sample_rate
 
 
-def opus_clip(path: Path, frames: int = 6) -> Path:
-    """Black H.264 frames at 10 per second with a 0.1 s tone per frame as Opus (in .mkv)."""
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=10)
-        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
-        au = out.add_stream("libopus", rate=48000)
-        for i in range(frames):
-            for p in v.encode(av.VideoFrame.from_ndarray(np.zeros((64, 96, 3), np.uint8), "rgb24")):
-                out.mux(p)
-            t = (np.arange(4800) + i * 4800) / 48000
-            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            frame.sample_rate = 48000
-            for p in au.encode(frame):
-                out.mux(p)
-        for stream in (v, au):
-            for p in stream.encode(None):
-                out.mux(p)
-    return path
-
-
 @pytest.mark.parametrize(
     "source, name, options",
     [
@@ -177,7 +158,7 @@ def test_audio_keeps_its_length_in_every_container(clip, seg, tmp_path, source, 
     """Nothing of the sound is lost (the tail of re-encoded audio was: AAC into .webm came out
     13 ms short, Opus into .mp4 38 ms); an AAC encoder may add its priming (1024 samples) and
     pad its last frame (up to 1024 more), no more."""
-    src = clip if source == "aac" else opus_clip(tmp_path / "opus.mkv")
+    src = clip if source == "aac" else make_clip(tmp_path / "opus.mkv", audio_codec="libopus")
     remove_video(src, tmp_path / name, segmenter=seg, progress=False, **options)
     before, after = audio_seconds(src), audio_seconds(tmp_path / name)
     assert after >= before - 0.002, f"{name}: {before - after:.4f} s of audio lost"
