@@ -57,20 +57,6 @@ def test_folder_to_folder_with_options(photos, tiny_onnx, tmp_path):
     assert Image.open(tmp_path / "g.jpg").mode == "RGB"
 
 
-def test_crop_trims_to_the_person(tmp_path, tiny_onnx):
-    a = np.full((60, 80, 3), 30, np.uint8)
-    a[20:40, 30:50] = 230
-    Image.fromarray(a).save(tmp_path / "p.png")
-    full = tmp_path / "full.png"
-    cropped = tmp_path / "crop.png"
-    assert run([tmp_path / "p.png", "-o", full, "--threshold", "0.5"], tiny_onnx) == 0
-    assert run([tmp_path / "p.png", "-o", cropped, "--crop", "--threshold", "0.5"], tiny_onnx) == 0
-    alpha = np.asarray(Image.open(full))[..., 3]
-    if alpha.any() and not alpha.all():
-        w, h = Image.open(cropped).size
-        assert w < 80 or h < 60
-
-
 def test_jpeg_needs_an_opaque_background(photos, tiny_onnx, tmp_path, capsys):
     assert run([photos / "a.jpg", "-o", tmp_path / "x.jpg"], tiny_onnx) == 1
     assert "JPEG cannot hold transparency" in capsys.readouterr().err

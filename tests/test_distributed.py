@@ -2,17 +2,32 @@
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_process_run_matches_single_process_evaluation(folder_data, tmp_path):
+    # 13 validation images over 2 ranks: a sampler that pads with a repeated image would count
+    # one of them twice, and the metrics would differ from one process's.
+    val = tmp_path / "val"
+    shutil.copytree(folder_data, val)
+    for sub in ("images", "masks"):
+        shutil.copy(val / sub / "alpha-001.png", val / sub / "gamma-013.png")
+    assert len(list((val / "images").iterdir())) == 13
     out = tmp_path / "ddp"
     common = [
         f"data.train=[{folder_data}]",
-        f"data.val=[{folder_data}]",
+        f"data.val=[{val}]",
         "model.width=4",
         "model.depth=2",
         "train.epochs=2",
@@ -29,7 +44,7 @@ def test_two_process_run_matches_single_process_evaluation(folder_data, tmp_path
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29533",
+        str(free_port()),
         "-m",
         "personcut",
         "train",
@@ -56,7 +71,7 @@ def test_two_process_run_matches_single_process_evaluation(folder_data, tmp_path
             "--model",
             str(out / "last.pt"),
             "--data",
-            str(folder_data),
+            str(val),
         ],
         capture_output=True,
         text=True,
@@ -65,6 +80,6 @@ def test_two_process_run_matches_single_process_evaluation(folder_data, tmp_path
     )
     assert single.returncode == 0, single.stderr[-3000:]
     metrics = json.loads(single.stdout)
-    assert metrics["images"] == 12
+    assert metrics["images"] == 13 and ddp_val["val_images"] == 13
     for key in ("person_iou", "miou", "bce"):
         assert metrics[key] == pytest.approx(ddp_val[f"val_{key}"], abs=1e-6), key

@@ -47,20 +47,6 @@ def test_modes_and_alpha_range(seg, photo):
     assert remove(photo, segmenter=seg, blur=3).mode == "RGB"
 
 
-def test_levels_clear_faint_doubts_and_keep_the_half_threshold(tiny_onnx, photo):
-    raw = Segmenter(tiny_onnx, alpha_levels=None).predict_mask(photo)
-    out = Segmenter(tiny_onnx).predict_mask(photo)
-    low, high = ALPHA_LEVELS
-    assert np.all(out[raw <= low] == 0.0) and np.all(out[raw >= high] == 1.0)
-    assert np.allclose(out, levels(raw, low, high))
-    assert np.array_equal(out >= 0.5, raw >= 0.5)
-    assert np.allclose(
-        levels(np.array([0.0, 0.25, 0.5, 0.75, 1.0]), 0.25, 0.75), [0.0, 0.0, 0.5, 1.0, 1.0]
-    )
-    with pytest.raises(ValueError, match="levels"):
-        Segmenter(tiny_onnx, alpha_levels=(0.6, 0.4))
-
-
 def test_batch_equals_single(seg, photo):
     # Same-size images batch exactly; mixed sizes share one padded size (still full-size out).
     other = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -69,15 +55,6 @@ def test_batch_equals_single(seg, photo):
     assert np.allclose(batch[1], seg.predict_mask(other), atol=1e-5)
     mixed = seg.predict_masks([photo, photo.transpose(Image.Transpose.ROTATE_90)])
     assert mixed[1].shape == (61, 45)
-
-
-def test_exif_rotated_input_comes_out_upright(seg, tmp_path):
-    raw = Image.new("RGB", (40, 20), "white")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
-    path = tmp_path / "rot.jpg"
-    raw.save(path, exif=exif)
-    assert remove(path, segmenter=seg).size == (20, 40)
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "I;16", "CMYK", "RGBA", "LA", "1"])

@@ -495,7 +495,11 @@ def _add_remove(sub) -> None:
 def _export(args: argparse.Namespace) -> int:
     from personcut.train.export import export_checkpoint
 
-    info = export_checkpoint(args.checkpoint, args.output, fp16=args.fp16)
+    try:
+        info = export_checkpoint(args.checkpoint, args.output, fp16=args.fp16)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"personcut export: {exc}", file=sys.stderr)
+        return 1
     print(
         json.dumps(
             {

@@ -80,9 +80,34 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
                 fp.close()
     icc = image.info.get("icc_profile")
     upright = ImageOps.exif_transpose(image)
+    if icc and profile_space(icc) != "RGB ":
+        # Outputs are RGB(A) or a mask: a CMYK or gray profile cannot describe them. Convert
+        # through it to sRGB where Little CMS can, and keep no profile either way.
+        return _to_srgb(upright, icc)
     if icc and "icc_profile" not in upright.info:
         upright.info["icc_profile"] = icc
     return upright
+
+
+def profile_space(icc: bytes) -> str:
+    """The colour space an ICC profile describes ("RGB ", "GRAY", "CMYK", ...; "" if unreadable):
+    the four bytes at offset 16 of its header."""
+    return icc[16:20].decode("latin-1") if len(icc) >= 20 else ""
+
+
+def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    from PIL import ImageCms
+
+    image.info.pop("icc_profile", None)
+    if image.mode not in ("CMYK", "L"):
+        return image  # a profile that does not fit the pixels: dropped, pixels read as they are
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(
+            image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image  # an unreadable profile: the plain conversion in to_rgb
 
 
 _GUARD = threading.Lock()

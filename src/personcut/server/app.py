@@ -132,6 +132,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
 
     _info_routes(app, seg, settings)
     app.state.settings = settings
+    app.state.admission = admission
     app.state.segmenter = seg
     return app
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from personcut.files import write_atomic
+from personcut.files import atomic_path, write_atomic
 from personcut.train.checkpoint import load_model
 from personcut.train.config import Config
 from personcut.train.model import UNet, count_parameters, fix_same_padding
@@ -130,15 +130,21 @@ def export_checkpoint(
     """Export a checkpoint to ONNX, check parity, and write ``<output>.json`` beside it."""
     model, config = load_model(checkpoint)
     output = Path(output)
-    export_onnx(model, output, fp16=fp16)
-    diff = parity_check(model, output)
-    tolerance = 5e-2 if fp16 else 1e-3
-    if diff > tolerance:
-        raise RuntimeError(f"ONNX output differs from torch by {diff:.3g} (> {tolerance})")
-    info = describe(
-        model, config, {"onnx_parity_max_abs_diff": diff, "fp16": fp16, **(metadata or {})}
-    )
-    embed_metadata(output, {k: info[k] for k in EMBEDDED_KEYS})
+    # Exported and checked under a temporary name: a file that fails the check never appears
+    # under the output's name (nor replaces a good one there).
+    with atomic_path(output) as tmp:
+        export_onnx(model, tmp, fp16=fp16)
+        diff = parity_check(model, tmp)
+        tolerance = 5e-2 if fp16 else 1e-3
+        if diff > tolerance:
+            raise RuntimeError(
+                f"{output}: ONNX output differs from torch by {diff:.3g} (> {tolerance}); "
+                "nothing written"
+            )
+        info = describe(
+            model, config, {"onnx_parity_max_abs_diff": diff, "fp16": fp16, **(metadata or {})}
+        )
+        embed_metadata(tmp, {k: info[k] for k in EMBEDDED_KEYS})
     write_atomic(
         output.with_suffix(".json"),
         (json.dumps(info, indent=2) + "\n").encode(),

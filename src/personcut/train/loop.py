@@ -246,7 +246,7 @@ class _Run:
     channels_last: bool
     start_epoch: int = 0
     history: list[dict[str, Any]] | None = None
-    best: float = -1.0
+    best: float = float("-inf")  # a run without validation scores -loss, which may be < -1
 
 
 def _fit(
@@ -407,8 +407,7 @@ def _one_epoch(
     )
     examples = ev.pop("examples", [])
     by_source = ev.pop("by_source", {})
-    ev.pop("images", None)
-    row.update({f"val_{k}": v for k, v in ev.items()})
+    row.update({f"val_{k}": v for k, v in ev.items()})  # val_images: each counted once
     for g, m in by_source.items():
         row[f"val_{g}_person_iou"] = m["person_iou"]
     return row, examples

@@ -1,0 +1,240 @@
+"""What users see, checked on pixels with a model that finds the person (the shipped one) on a
+photo with a person in a known place (conftest.scene_photo): backgrounds, blur, crop, threshold,
+levels, EXIF orientation and colour profiles, through remove(), the CLI and the server."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import PASTE, SAMPLE, scene_photo
+from PIL import Image, ImageFilter, ImageOps
+
+from personcut.cli import main
+from personcut.compose import crop_box
+from personcut.cutout import remove
+from personcut.refine import ALPHA_LEVELS, levels
+from personcut.segmenter import Segmenter
+
+RED = (255, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.asarray(scene_photo())
+
+
+@pytest.fixture(scope="module")
+def alpha(shipped, photo) -> np.ndarray:
+    return shipped.predict_mask(photo)
+
+
+def regions(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(background: alpha 0, person: alpha 1), each large enough to mean something."""
+    back, person = alpha == 0, alpha == 1
+    assert back.sum() > 10_000 and person.sum() > 5_000, (back.sum(), person.sum())
+    return back, person
+
+
+def test_the_person_is_found_where_it_is(alpha):
+    left, top, right, bottom = PASTE
+    inside = alpha[top:bottom, left:right]
+    outside = np.ones(alpha.shape, bool)
+    outside[top:bottom, left:right] = False
+    assert (inside > 0.5).mean() > 0.4 and (alpha[outside] > 0.5).mean() < 0.01
+
+
+def test_colour_background_is_the_colour_and_the_person_the_photo(shipped, photo, alpha):
+    out = np.asarray(remove(photo, bg="#ff0000", segmenter=shipped))
+    back, person = regions(alpha)
+    assert (out[back] == RED).all()
+    assert np.array_equal(out[person], photo[person])
+    between = (alpha > 0.2) & (alpha < 0.8)  # edges mix the two
+    assert (out[between] != RED).any(axis=-1).all()
+
+
+def test_picture_background_is_the_picture_fitted(shipped, photo, alpha):
+    picture = Image.open(SAMPLE).convert("RGB").rotate(90)
+    out = np.asarray(remove(photo, bg_image=picture, segmenter=shipped))
+    fitted = np.asarray(ImageOps.fit(picture, (photo.shape[1], photo.shape[0]), Image.LANCZOS))
+    back, person = regions(alpha)
+    assert np.array_equal(out[back], fitted[back])
+    assert np.array_equal(out[person], photo[person])
+
+
+def test_blur_changes_the_background_and_not_the_person(shipped, photo, alpha):
+    out = np.asarray(remove(photo, blur=6, segmenter=shipped))
+    blurred = np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(6)))
+    back, person = regions(alpha)
+    assert np.array_equal(out[back], blurred[back])
+    assert (out[back] != photo[back]).any(axis=-1).mean() > 0.5  # the stripes are gone
+    assert np.array_equal(out[person], photo[person])
+
+
+def test_cutout_alpha_is_the_mask_and_transparent_pixels_are_clear(shipped, photo, alpha):
+    out = np.asarray(remove(photo, segmenter=shipped))
+    assert np.array_equal(out[..., 3], np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8))
+    back, person = regions(alpha)
+    assert (out[back] == 0).all() and np.array_equal(out[person][:, :3], photo[person])
+
+
+def test_crop_trims_to_the_person_plus_the_margin(shipped, photo, alpha):
+    out = remove(photo, crop=True, segmenter=shipped)
+    left, top, right, bottom = crop_box(alpha)
+    assert out.size == (right - left, bottom - top)
+    assert out.size[0] < photo.shape[1] * 0.7 and out.size[1] < photo.shape[0] * 0.9
+    # the box: the person's extent (inside the pasted portrait) plus 5 % on each side
+    px, py = (right - left) * 0.05 / 1.1, (bottom - top) * 0.05 / 1.1
+    assert PASTE[0] - px - 1 <= left and right <= PASTE[2] + px + 1
+    assert PASTE[1] - py - 1 <= top and bottom <= PASTE[3] + py + 1
+    assert np.array_equal(
+        np.asarray(out), np.asarray(remove(photo, segmenter=shipped))[top:bottom, left:right]
+    )
+
+
+def test_threshold_makes_the_mask_hard_at_that_level(shipped, photo, alpha):
+    hard = np.asarray(remove(photo, mask=True, threshold=0.7, segmenter=shipped))
+    assert set(np.unique(hard)) == {0, 255}
+    assert np.array_equal(hard == 255, alpha >= 0.7)
+
+
+def test_levels_clear_faint_doubts_and_keep_the_half_threshold(photo):
+    raw = Segmenter(alpha_levels=None).predict_mask(photo)
+    out = Segmenter().predict_mask(photo)
+    low, high = ALPHA_LEVELS
+    faint, sure, between = raw <= low, raw >= high, (raw > low) & (raw < high)
+    assert faint.sum() > 1000 and sure.sum() > 1000 and between.sum() > 100
+    assert (out[faint] == 0).all() and (out[sure] == 1).all()
+    assert np.allclose(out, levels(raw, low, high), atol=1e-6)
+    assert np.array_equal(out >= 0.5, raw >= 0.5)
+
+
+def cli_remove(tmp_path, src, *flags) -> np.ndarray:
+    out = tmp_path / "cli_out.png"
+    assert main(["remove", str(src), "-o", str(out), "-q", "--overwrite", *flags]) == 0
+    with Image.open(out) as im:
+        return np.asarray(im)
+
+
+@pytest.mark.parametrize(
+    "flags, kwargs",
+    [
+        (["--bg", "#ff0000"], {"bg": "#ff0000"}),
+        (["--blur", "6"], {"blur": 6}),
+        (["--crop"], {"crop": True}),
+        (["--mask", "--threshold", "0.7"], {"mask": True, "threshold": 0.7}),
+        (["--bg-image", str(SAMPLE)], {"bg_image": SAMPLE}),
+    ],
+)
+def test_cli_gives_the_pixels_of_the_api(shipped, scene, tmp_path, flags, kwargs):
+    want = np.asarray(remove(scene, segmenter=shipped, **kwargs))
+    assert np.array_equal(cli_remove(tmp_path, scene, *flags), want)
+
+
+def test_server_gives_the_pixels_of_the_api(shipped, scene):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from personcut.server import create_app
+
+    client = TestClient(create_app(shipped))
+    data = scene.read_bytes()
+    for params, kwargs in (
+        ({"bg": "#ff0000"}, {"bg": "#ff0000"}),
+        ({"blur": 6}, {"blur": 6}),
+        ({"crop": "true"}, {"crop": True}),
+    ):
+        r = client.post("/api/remove", params=params, files={"file": ("s.png", data)})
+        assert r.status_code == 200, r.text
+        got = np.asarray(Image.open(io.BytesIO(r.content)))
+        assert np.array_equal(got, np.asarray(remove(scene, segmenter=shipped, **kwargs)))
+
+
+# EXIF orientation: what is stored, so that a viewer shows the upright photo (inverse of the
+# transpose the orientation asks for).
+STORED = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def oriented(orientation: int, icc: bytes | None = None) -> bytes:
+    """The scene stored turned as orientation ``orientation`` says, as PNG bytes with EXIF."""
+    upright = scene_photo()
+    stored = upright if STORED[orientation] is None else upright.transpose(STORED[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, "PNG", exif=exif, icc_profile=icc)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_comes_out_upright(shipped, tmp_path, orientation):
+    upright_mask = np.asarray(remove(scene_photo(), mask=True, segmenter=shipped))
+    data = oriented(orientation)
+    assert np.array_equal(np.asarray(remove(data, mask=True, segmenter=shipped)), upright_mask)
+    path = tmp_path / f"o{orientation}.png"
+    path.write_bytes(data)
+    assert np.array_equal(cli_remove(tmp_path, path, "--mask"), upright_mask)
+
+
+def test_exif_orientation_through_the_server(shipped):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from personcut.server import create_app
+
+    client = TestClient(create_app(shipped))
+    upright_mask = np.asarray(remove(scene_photo(), mask=True, segmenter=shipped))
+    for orientation in (3, 6, 7):
+        r = client.post("/api/remove?mask=true", files={"file": ("o.png", oriented(orientation))})
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), upright_mask)
+
+
+def test_exif_and_an_rgb_profile_together_keep_both(shipped, tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / "o6.png"
+    path.write_bytes(oriented(6, icc))
+    out = tmp_path / "out.png"
+    assert main(["remove", str(path), "-o", str(out), "-q"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (320, 240) and im.info.get("icc_profile") == icc
+    assert remove(path, segmenter=shipped).info.get("icc_profile") == icc
+
+
+def fake_profile(space: bytes) -> bytes:
+    """An ICC header naming colour space ``space`` (not a usable profile: Little CMS refuses
+    it, so the pixels are converted plainly)."""
+    header = bytearray(128)
+    header[0:4] = (128).to_bytes(4, "big")
+    header[12:16] = b"mntr"
+    header[16:20] = space
+    header[36:40] = b"acsp"
+    return bytes(header)
+
+
+@pytest.mark.parametrize("mode, space", [("CMYK", b"CMYK"), ("L", b"GRAY")])
+def test_cmyk_and_gray_profiles_never_label_rgb_outputs(shipped, tmp_path, mode, space):
+    image = scene_photo().convert(mode)
+    path = tmp_path / "p.jpg"
+    image.save(path, "JPEG", quality=95, icc_profile=fake_profile(space))
+    decoded = np.asarray(Image.open(path).convert("RGB"))
+    out = remove(path, bg="white", segmenter=shipped)
+    assert out.info.get("icc_profile") is None
+    alpha = shipped.predict_mask(decoded)
+    person = alpha == 1
+    assert person.sum() > 1000 and np.array_equal(np.asarray(out)[person], decoded[person])
+    cli = tmp_path / "cli.png"
+    assert main(["remove", str(path), "-o", str(cli), "-q"]) == 0
+    with Image.open(cli) as im:
+        assert im.info.get("icc_profile") is None
