@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Does the suite bite? Break the product in a scratch copy, one way at a time, and show that the
+# tests fail for each. Nothing here touches this checkout.
+# Usage: bash scripts/sabotage.sh   (from a dev install: bash scripts/test.sh sets one up)
+# Exit code 0 when every sabotage was caught.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
+
+# name | what to break (a Python snippet run in the scratch copy) | the tests that must fail
+SABOTAGES=(
+  "constant shipped model|constant_model|tests/test_shipped.py tests/test_pixels.py"
+  "crop is a no-op|edit src/personcut/cutout.py 'if options.crop:' 'if False:'|tests/test_pixels.py"
+  "background colour ignored|edit src/personcut/cutout.py 'bg=options.color,' 'bg=(0, 0, 0),'|tests/test_pixels.py"
+  "EXIF orientation ignored|edit src/personcut/images.py 'upright = ImageOps.exif_transpose(image)' 'upright = image'|tests/test_pixels.py"
+  "audio tail cut|edit src/personcut/video.py 'if resampler is not None:  # the re-encoded' 'if False:  #'|tests/test_video.py"
+  "smoothing ignored|edit src/personcut/video.py 'self.strength, self.motion = strength, motion' 'self.strength, self.motion = 0.0, motion'|tests/test_video.py"
+  "levels step skipped|edit src/personcut/refine.py 'if stretch is not None:' 'if False:'|tests/test_pixels.py"
+  "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
+)
+
+cat > "$SCRATCH/break.py" <<'PY'
+"""edit FILE OLD NEW: replace OLD (must be present) by NEW; constant_model: the shipped ONNX
+model's output multiplied by zero (a model that says 0.5 everywhere)."""
+import sys
+from pathlib import Path
+
+if sys.argv[1] == "edit":
+    path, old, new = Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    text = path.read_text()
+    if old not in text:
+        sys.exit(f"sabotage: {old!r} not found in {path}: the script is out of date")
+    path.write_text(text.replace(old, new))
+elif sys.argv[1] == "constant_model":
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    path = Path("src/personcut/weights/personcut.onnx")
+    model = onnx.load(str(path))
+    graph = model.graph
+    out = graph.output[0].name
+    graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "sabotage_zero"))
+    for node in graph.node:
+        node.output[:] = [f"{o}_raw" if o == out else o for o in node.output]
+    graph.node.append(helper.make_node("Mul", [f"{out}_raw", "sabotage_zero"], [out]))
+    onnx.save(model, str(path))
+PY
+
+caught=0
+total=0
+printf "%-28s %s\n" "sabotage" "result"
+for entry in "${SABOTAGES[@]}"; do
+  IFS='|' read -r name action tests <<<"$entry"
+  total=$((total + 1))
+  work="$SCRATCH/copy"
+  rm -rf "$work"
+  mkdir -p "$work"
+  cp -r src tests configs examples pyproject.toml "$work/"
+  (cd "$work" && eval "\"$PY\" \"$SCRATCH/break.py\" $action") || { echo "$name: could not apply"; continue; }
+  # the scratch copy's sources come first on the path (the dev install points at this checkout)
+  if (cd "$work" && PYTHONPATH="$work/src" "$PY" -m pytest -q -x -p no:cacheprovider $tests \
+      >"$SCRATCH/log" 2>&1); then
+    printf "%-28s %s\n" "$name" "NOT CAUGHT: $tests still pass"
+  else
+    first=$(grep -m1 -E "^FAILED|^ERROR" "$SCRATCH/log" | cut -c1-90)
+    printf "%-28s %s\n" "$name" "caught: ${first:-see pytest output}"
+    caught=$((caught + 1))
+  fi
+done
+echo "$caught of $total sabotages caught"
+[ "$caught" -eq "$total" ]
