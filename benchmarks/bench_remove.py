@@ -38,14 +38,19 @@ def photo_bytes(megapixels: float, source: Path = SAMPLE) -> bytes:
 
 
 def one(
-    model: str, megapixels: float, repeats: int, working_size: int | None, fmt: str = "PNG"
+    model: str,
+    megapixels: float,
+    repeats: int,
+    working_size: int | None,
+    fmt: str = "PNG",
+    quality: str = "balanced",
 ) -> dict:
     from personcut import Segmenter
     from personcut.cutout import CutoutOptions, cutout_image
     from personcut.images import encode
 
     data = photo_bytes(megapixels)
-    seg = Segmenter(model, device="cpu", working_size=working_size)
+    seg = Segmenter(model, device="cpu", working_size=working_size, quality=quality)
     options = CutoutOptions(format=fmt)
 
     def job() -> float:
@@ -67,6 +72,7 @@ def one(
         "runtime": seg.runtime,
         "megapixels": megapixels,
         "format": fmt,
+        "quality": quality,
         "encode_median_ms": statistics.median(encoding) * 1000,
         "working_size": seg.info.working_size,
         "median_ms": statistics.median(times) * 1000,
@@ -87,6 +93,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", type=float, default=[0.3, 1.0, 12.0])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--working-size", type=int)
+    p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"])
     p.add_argument(
         "--formats",
         nargs="+",
@@ -100,7 +107,14 @@ def main() -> None:
     if args.one:
         print(
             json.dumps(
-                one(args.model, args.sizes[0], args.repeats, args.working_size, args.formats[0])
+                one(
+                    args.model,
+                    args.sizes[0],
+                    args.repeats,
+                    args.working_size,
+                    args.formats[0],
+                    args.quality,
+                )
             )
         )
         return
@@ -131,6 +145,7 @@ def main() -> None:
             ]
             if args.working_size:
                 cmd += ["--working-size", str(args.working_size)]
+            cmd += ["--quality", args.quality]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode:
                 print(f"{runtime} {mp} MP failed:\n{result.stderr}", file=sys.stderr)

@@ -238,3 +238,41 @@ def test_cmyk_and_gray_profiles_never_label_rgb_outputs(shipped, tmp_path, mode,
     assert main(["remove", str(path), "-o", str(cli), "-q"]) == 0
     with Image.open(cli) as im:
         assert im.info.get("icc_profile") is None
+
+
+def test_quality_modes_run_their_passes(shipped, photo, alpha):
+    from personcut.segmenter import pass_sizes
+
+    assert pass_sizes(320, "fast") == (256,) and pass_sizes(320, "balanced") == (320,)
+    assert pass_sizes(320, "best") == (320, 416, 512)
+    best = shipped.predict_mask(photo, quality="best")
+    fast = shipped.predict_mask(photo, quality="fast")
+    for other in (best, fast):
+        assert not np.array_equal(other, alpha)
+        agree = ((other > 0.5) & (alpha > 0.5)).sum() / ((other > 0.5) | (alpha > 0.5)).sum()
+        assert agree > 0.6  # the same person, found a little differently
+    # best averages each pass with its mirror image: the mirrored photo gives the mirrored mask
+    mirrored = shipped.predict_mask(np.ascontiguousarray(photo[:, ::-1]), quality="best")
+    assert np.abs(mirrored[:, ::-1] - best).max() < 0.02
+    assert np.array_equal(np.asarray(Segmenter(quality="best").predict_mask(photo)), best)
+    with pytest.raises(ValueError, match="quality"):
+        Segmenter(quality="slow")
+
+
+def test_quality_through_the_cli_and_the_server(shipped, scene, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from personcut.server import create_app
+
+    want = np.asarray(remove(scene, mask=True, quality="best", segmenter=shipped))
+    assert np.array_equal(cli_remove(tmp_path, scene, "--mask", "--quality", "best"), want)
+    client = TestClient(create_app(shipped))
+    r = client.post(
+        "/api/remove",
+        files={"file": ("s.png", scene.read_bytes())},
+        data={"mask": "true", "quality": "best"},
+    )
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), want)
+    bad = client.post("/api/remove?quality=slow", content=scene.read_bytes())
+    assert bad.status_code == 422

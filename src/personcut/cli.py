@@ -56,10 +56,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         from personcut.segmenter import Segmenter
         from personcut.train.evaluation import evaluate_segmenter
 
-        seg = Segmenter(args.model, device=args.device, working_size=args.size, alpha_levels=None)
+        seg = Segmenter(
+            args.model,
+            device=args.device,
+            working_size=args.size,
+            alpha_levels=None,
+            quality=args.quality,
+        )
         dataset = build_dataset(args.data, None, crowd="ignore")
         result = evaluate_segmenter(seg, dataset)
         result["working_size"] = seg.info.working_size
+        result["quality"] = args.quality
         result["scored_through"] = "Segmenter (ONNX Runtime, guided upsampling)"
         result["skipped"] = skipped_files(dataset)
     else:
@@ -151,6 +158,12 @@ def _add_evaluate(sub) -> None:
         default=1,
         help="images per batch; above 1, images are padded to the largest of their "
         "batch, which the network sees but `remove` does not",
+    )
+    p.add_argument(
+        "--quality",
+        default="balanced",
+        choices=["fast", "balanced", "best"],
+        help="the quality mode, for .onnx models (scored as `remove` runs them)",
     )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -307,6 +320,7 @@ def _options(args: argparse.Namespace) -> CutoutOptions:
         blur=args.blur,
         crop=args.crop,
         threshold=args.threshold,
+        quality=args.quality,
     )
 
 
@@ -459,6 +473,12 @@ def _add_remove(sub) -> None:
         help="blur the photo's own background (portrait style)",
     )
     p.add_argument("--crop", action="store_true", help="trim to the people plus a margin")
+    p.add_argument(
+        "--quality",
+        choices=["fast", "balanced", "best"],
+        help="fast: one small pass; balanced (default): one pass; best: several sizes and a "
+        "mirror image averaged (about 4x the time)",
+    )
     p.add_argument("--threshold", type=float, metavar="T", help="hard mask at probability T")
     p.add_argument(
         "--smoothing",

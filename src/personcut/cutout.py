@@ -28,6 +28,7 @@ from personcut.images import (
     load_image,
     to_rgb,
 )
+from personcut.segmenter import QUALITIES
 
 if TYPE_CHECKING:
     from personcut.segmenter import Segmenter
@@ -37,9 +38,10 @@ FORMATS = ("PNG", "WEBP", "JPEG")
 
 
 class MaskPredictor(Protocol):
-    """What the cut-out job needs of a model (:class:`~personcut.segmenter.Segmenter` is one)."""
+    """What the cut-out job needs of a model (:class:`~personcut.segmenter.Segmenter` is one).
+    ``quality`` is passed only when an option asks for one."""
 
-    def predict_rgb(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+    def predict_rgb(self, rgbs: list[np.ndarray], **kwargs) -> list[np.ndarray]:
         """Person alpha (HxW float32 in [0, 1]) for each HxWx3 uint8 photo, at its size."""
         ...
 
@@ -68,6 +70,8 @@ class CutoutOptions:
     """Make the mask hard at this probability (0 to 1)."""
     format: str = "PNG"
     """PNG, WEBP or JPEG (jpg accepted); JPEG needs an opaque result."""
+    quality: str | None = None
+    """fast, balanced or best (see segmenter.QUALITIES); None: the segmenter's own."""
     color: RGB | None = field(init=False, default=None, repr=False, compare=False)
     """``bg`` parsed."""
 
@@ -95,6 +99,10 @@ class CutoutOptions:
                 object.__setattr__(self, "bg_image", Background(self.bg_image))
             except ImageError as exc:
                 raise OptionError(str(exc)) from exc
+        if self.quality is not None and self.quality not in QUALITIES:
+            raise OptionError(
+                f"quality must be one of {', '.join(QUALITIES)}, got {self.quality!r}"
+            )
         if fmt == "JPEG" and not self.opaque:
             raise OptionError(
                 "JPEG cannot hold transparency; add a background (bg, bg_image "
@@ -154,7 +162,10 @@ class Cut:
 
 
 def _cut(
-    segmenter: MaskPredictor, images: Sequence[ImageInput], max_pixels: int | None
+    segmenter: MaskPredictor,
+    images: Sequence[ImageInput],
+    max_pixels: int | None,
+    quality: str | None = None,
 ) -> list[Cut | Exception]:
     """Decode each image and find its people in one batch: the one decode -> predict step of
     every entry point. A photo that cannot be decoded gives its error; the others go on."""
@@ -169,7 +180,8 @@ def _cut(
     if not decoded:
         return out
     try:
-        alphas = segmenter.predict_rgb([rgb for _, _, rgb in decoded])
+        extra = {} if quality is None else {"quality": quality}
+        alphas = segmenter.predict_rgb([rgb for _, _, rgb in decoded], **extra)
     except Exception as exc:  # noqa: BLE001
         for i, _, _ in decoded:
             out[i] = RuntimeError(f"inference failed ({exc})")
@@ -179,8 +191,10 @@ def _cut(
     return out
 
 
-def _one(segmenter: MaskPredictor, image: ImageInput, max_pixels: int | None) -> Cut:
-    (result,) = _cut(segmenter, [image], max_pixels)
+def _one(
+    segmenter: MaskPredictor, image: ImageInput, max_pixels: int | None, quality: str | None
+) -> Cut:
+    (result,) = _cut(segmenter, [image], max_pixels, quality)
     if isinstance(result, Exception):
         raise result
     return result
@@ -193,7 +207,8 @@ def cutout_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
     """Decode ``image`` (never modified), find the people, compose: a PIL image."""
-    return _one(segmenter, image, max_pixels).picture(options or CutoutOptions())
+    options = options or CutoutOptions()
+    return _one(segmenter, image, max_pixels, options.quality).picture(options)
 
 
 def cutout(
@@ -203,7 +218,8 @@ def cutout(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     """The whole job for one photo: its encoded output in ``options.format``."""
-    return _one(segmenter, image, max_pixels).encoded(options or CutoutOptions())
+    options = options or CutoutOptions()
+    return _one(segmenter, image, max_pixels, options.quality).encoded(options)
 
 
 def cutout_many(
@@ -233,7 +249,8 @@ def cutout_many(
 
     def run(indices: range) -> list[tuple[int, bytes | Exception]]:
         done: list[tuple[int, bytes | Exception]] = []
-        results = _cut(segmenter, [images[i] for i in indices], max_pixels)
+        quality = per_image[indices[0]].quality  # one mode a batch (the CLI gives one for all)
+        results = _cut(segmenter, [images[i] for i in indices], max_pixels, quality)
         for i, result in zip(indices, results, strict=True):
             if isinstance(result, Cut):
                 try:
@@ -282,6 +299,7 @@ def remove(
     blur: float = 0.0,
     crop: bool = False,
     threshold: float | None = None,
+    quality: str | None = None,
     segmenter: MaskPredictor | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
@@ -295,6 +313,7 @@ def remove(
         blur: blur the photo's own background by this radius (portrait style).
         crop: trim to the people plus a margin.
         threshold: make the mask hard at this probability.
+        quality: "fast", "balanced" (the default) or "best" (several passes averaged).
         segmenter: the model to use; the shipped model by default.
         max_pixels: refuse larger images (decompression bombs); None for no limit.
 
@@ -303,6 +322,12 @@ def remove(
         orientation as a viewer shows the input.
     """
     options = CutoutOptions(
-        mask=mask, bg=bg, bg_image=bg_image, blur=blur, crop=crop, threshold=threshold
+        mask=mask,
+        bg=bg,
+        bg_image=bg_image,
+        blur=blur,
+        crop=crop,
+        threshold=threshold,
+        quality=quality,
     )
     return cutout_image(segmenter or default_segmenter(), image, options, max_pixels)

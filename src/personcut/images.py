@@ -64,8 +64,8 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
             w, h = image.size
             if max_pixels and w * h > max_pixels:
                 raise ImageError(
-                    f"{name}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the limit of "
-                    f"{max_pixels / 1e6:.0f}; raise it with --max-pixels if this is intended",
+                    f"{name}: {w}x{h} is {w * h / 1e6:.3g} megapixels, above the limit of "
+                    f"{max_pixels / 1e6:.3g}; raise it with --max-pixels if this is intended",
                     "too_large",
                 )
             image.load()

@@ -22,6 +22,22 @@ from personcut.weights import ModelInfo, resolve_model
 log = logging.getLogger(__name__)
 
 
+QUALITIES = ("fast", "balanced", "best")
+"""``fast``: one pass at 0.8x the working size; ``balanced``: one pass at the working size;
+``best``: passes at 1x, 1.3x and 1.6x the working size, each also on the mirrored photo, their
+probabilities averaged before the guided filter (benchmarks/RESULTS.md has the figures)."""
+
+
+def pass_sizes(working_size: int, quality: str) -> tuple[int, ...]:
+    """The working sizes of the passes a quality mode runs (multiples of 32)."""
+    if quality not in QUALITIES:
+        raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
+    scales = {"fast": (0.8,), "balanced": (1.0,), "best": (1.0, 1.3, 1.6)}[quality]
+    return tuple(
+        working_size if s == 1.0 else max(32, round(working_size * s / 32) * 32) for s in scales
+    )
+
+
 def threads_per_worker(workers: int) -> int | None:
     """ONNX Runtime threads for each of ``workers`` photos worked on side by side: the cores
     shared out, at least one each; None (ORT's default, every core) for a single worker. Under
@@ -46,6 +62,8 @@ class Segmenter:
         threads: ONNX Runtime's threads for one photo; None for one per core (the fastest single
             photo). Give 1 when several photos run side by side (:func:`cutout_many` with
             ``workers``): one network on each core beats two networks sharing both.
+        quality: "fast", "balanced" (default) or "best" (see QUALITIES); each call of
+            :meth:`predict_rgb` may choose another.
     """
 
     def __init__(
@@ -55,7 +73,10 @@ class Segmenter:
         working_size: int | None = None,
         alpha_levels: tuple[float, float] | None = ALPHA_LEVELS,
         threads: int | None = None,
+        quality: str = "balanced",
     ) -> None:
+        pass_sizes(320, quality)  # checked before the model loads
+        self.quality = quality
         if alpha_levels is not None:
             refine.check_levels(*alpha_levels)  # before the model loads, not at the first photo
         self.alpha_levels = alpha_levels
@@ -123,12 +144,12 @@ class Segmenter:
             return self.torch_model.eval()(x).float().cpu().numpy()
 
     def _prepare(
-        self, rgb: np.ndarray, image: Image.Image | None = None
+        self, rgb: np.ndarray, image: Image.Image | None = None, size: int | None = None
     ) -> tuple[np.ndarray, tuple[int, int]]:
-        """The photo at the working size; ``image``: ``rgb`` as a PIL image, if the caller has
-        one (making it copies the photo)."""
+        """The photo at the working size (or ``size``); ``image``: ``rgb`` as a PIL image, if
+        the caller has one (making it copies the photo)."""
         h, w = rgb.shape[:2]
-        s = self.info.working_size / max(h, w)
+        s = (size or self.info.working_size) / max(h, w)
         nh, nw = max(1, round(h * s)), max(1, round(w * s))
         # reducing_gap=1 (a box reduction by the whole factor first) halves this step's 4 ms at
         # 1 MP but cost 0.0007 person IoU at 1 MP (benchmarks/eval_large.py); kept at 2.
@@ -153,24 +174,60 @@ class Segmenter:
         images: list[ImageInput],
         guided: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        quality: str | None = None,
     ) -> list[np.ndarray]:
         """Person probability (HxW float32 in [0, 1]) at each image's full size, in one batch.
         Images over ``max_pixels`` are refused (ImageError) before they are decoded."""
         rgbs = [to_rgb(load_image(im, max_pixels=max_pixels)) for im in images]
-        return self.predict_rgb(rgbs, guided)
+        return self.predict_rgb(rgbs, guided, quality)
 
-    def predict_rgb(self, rgbs: list[np.ndarray], guided: bool = True) -> list[np.ndarray]:
+    def predict_rgb(
+        self, rgbs: list[np.ndarray], guided: bool = True, quality: str | None = None
+    ) -> list[np.ndarray]:
         """Like :meth:`predict_masks` for images already decoded to HxWx3 uint8 RGB arrays (the
-        CLI and the server decode once, then both predict and compose from the same pixels)."""
+        CLI and the server decode once, then both predict and compose from the same pixels).
+        ``quality``: this call's mode (None: the Segmenter's)."""
+        sizes = pass_sizes(self.info.working_size, quality or self.quality)
         images = [Image.fromarray(rgb) for rgb in rgbs]  # once, for the resize and the guide
-        prepared = [self._prepare(rgb, im) for rgb, im in zip(rgbs, images, strict=True)]
+        if len(sizes) > 1:
+            return [
+                self._averaged(rgb, image, sizes, guided)
+                for rgb, image in zip(rgbs, images, strict=True)
+            ]
+        prepared = [self._prepare(rgb, im, sizes[0]) for rgb, im in zip(rgbs, images, strict=True)]
         logits = self._logits(self._to_batch([p[0] for p in prepared]))
         out = []
         for image, (small, (nh, nw)), logit in zip(images, prepared, logits, strict=True):
-            prob = 1.0 / (1.0 + np.exp(-logit[0, :nh, :nw].astype(np.float32)))
+            prob = _sigmoid(logit[0, :nh, :nw])
             out.append(refine.to_full_size(prob, small, image, self.alpha_levels, guided))
         return out
 
-    def predict_mask(self, image: ImageInput, guided: bool = True) -> np.ndarray:
+    def _averaged(
+        self, rgb: np.ndarray, image: Image.Image, sizes: tuple[int, ...], guided: bool
+    ) -> np.ndarray:
+        """One photo through several passes (each size, the photo and its mirror image in one
+        batch), the probabilities averaged on the largest pass's grid, then refined as one."""
+        passes = [self._prepare(rgb, image, size) for size in sizes]
+        base_small, (bh, bw) = max(passes, key=lambda p: p[1][0] * p[1][1])
+        total = np.zeros((bh, bw), np.float32)
+        for small, (nh, nw) in passes:
+            logits = self._logits(self._to_batch([small, np.ascontiguousarray(small[:, ::-1])]))
+            prob = (
+                _sigmoid(logits[0, 0, :nh, :nw]) + _sigmoid(logits[1, 0, :nh, :nw])[:, ::-1]
+            ) / 2
+            if (nh, nw) != (bh, bw):
+                prob = np.asarray(Image.fromarray(prob, "F").resize((bw, bh), Image.BILINEAR))
+            total += prob
+        return refine.to_full_size(
+            total / len(passes), base_small, image, self.alpha_levels, guided
+        )
+
+    def predict_mask(
+        self, image: ImageInput, guided: bool = True, quality: str | None = None
+    ) -> np.ndarray:
         """Person probability (HxW float32 in [0, 1]) at the image's full (upright) size."""
-        return self.predict_masks([image], guided)[0]
+        return self.predict_masks([image], guided, quality=quality)[0]
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logit.astype(np.float32)))

@@ -85,6 +85,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         crop: bool = Query(False, description="trim to the people plus a margin"),
         threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
         format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
+        quality: str | None = Query(None, pattern="^(fast|balanced|best)$"),
     ) -> Response:
         _check_key(request, settings.api_key)
         held = Held(admission)
@@ -101,6 +102,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
                     blur=_number(form, "blur", blur),
                     threshold=_number(form, "threshold", threshold),
                     format=form.get("format") or format,
+                    quality=form.get("quality") or quality,
                 )
             except ValueError as exc:
                 raise ApiError(422, "invalid_option", str(exc)) from exc

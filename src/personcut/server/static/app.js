@@ -22,6 +22,7 @@ async function run() {
   form.append("file", current);
   if (mode === "color") form.append("bg", $("color").value);
   if (mode === "blur") form.append("blur", "12");
+  form.append("quality", $("quality").value);
   const headers = needKey ? { "X-API-Key": $("apikey").value } : {};
   setStatus("Removing the background…");
   $("download").hidden = true;
@@ -70,4 +71,4 @@ const drop = $("drop");
 }));
 drop.addEventListener("drop", (e) => choose(e.dataTransfer.files[0]));
 drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("file").click(); });
-document.querySelectorAll("input[name=bgmode], #color").forEach((el) => el.addEventListener("change", run));
+document.querySelectorAll("input[name=bgmode], #color, #quality").forEach((el) => el.addEventListener("change", run));
