@@ -313,3 +313,47 @@ def test_colour_masks_are_read_and_counted(tmp_path, caplog):
     by_stem = {ds.items[i][0].stem: ds[i][1] for i in range(len(ds))}
     np.testing.assert_array_equal(by_stem["red"], (red[..., 0] > 0).astype(np.uint8))
     np.testing.assert_array_equal(by_stem["cut"], (cutout[..., 3] > 0).astype(np.uint8))
+
+
+def test_photo_look_keeps_image_and_mask_together():
+    from personcut.train.data.transforms import PhotoLook
+
+    img = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    msk = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    img[:, 2:10, 20:30] = 200  # the "person" is the bright block, wherever it turns
+    msk[:, 2:10, 20:30] = 1
+    torch.manual_seed(0)
+    turns, grays = PhotoLook(turn_p=1.0), PhotoLook(gray_p=1.0)
+    seen = set()
+    for _ in range(20):
+        a, m = turns(img, msk)
+        assert torch.equal(a[0] > 100, m[0] == 1)
+        seen.add(tuple(torch.nonzero(m[0])[0].tolist()))
+        g, _ = grays(img.clone().index_fill_(0, torch.tensor([0]), 50), msk)
+        assert (g[0] >= g[1]).all() and (g[1] >= g[2]).all()  # gray or sepia: no green cast
+    assert len(seen) == 3  # 90, 180 and 270 degrees all happen
+    backlit = PhotoLook(exposure_p=1.0)
+    for _ in range(20):
+        a, m = backlit(torch.full((3, 32, 32), 100, dtype=torch.uint8), msk)
+        assert torch.equal(m, msk) and a.dtype == torch.uint8
+
+
+def test_negatives_halves_and_closeups(tmp_path):
+    from personcut.train.data.transforms import closeup, person_free_photos
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        for i in range(5):
+            Image.new("RGB", (8, 8)).save(tmp_path / sub / f"{i}.jpg")
+    even = person_free_photos([tmp_path], "even")
+    odd = person_free_photos([tmp_path], "odd")
+    assert len(even) == 6 and len(odd) == 4 and not set(even) & set(odd)
+    assert sorted(even + odd) == sorted(person_free_photos([tmp_path]))
+    image = np.zeros((100, 200, 3), np.uint8)
+    mask = np.zeros((100, 200), np.uint8)
+    mask[40:60, 150:170] = 1
+    torch.manual_seed(0)
+    for _ in range(10):
+        crop_image, crop_mask = closeup(image, mask)
+        assert crop_image.shape[:2] == crop_mask.shape and crop_mask.any()
+        assert crop_mask.shape[0] == crop_mask.shape[1] <= 55

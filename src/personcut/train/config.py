@@ -103,8 +103,35 @@ class DataConfig:
     """Keep COCO images with no person as negatives."""
     min_person_area: float = 0.0
     """Drop COCO person instances smaller than this many pixels."""
+    negatives: list[str] = field(default_factory=list)
+    """Folders (searched in subfolders) of person-free photos: the negatives are drawn from
+    them instead of ``backgrounds``, and scenes use them as backdrops too (hard negatives:
+    animals, clutter, foliage, night lights; textured backdrops behind people)."""
+    negatives_half: str | None = None
+    """"even" or "odd": only every second photo of each folder (sorted), so the other half can
+    measure false people (benchmarks/false_people.py holds out the odd half)."""
+    gray_p: float = 0.0
+    """Probability that a sample is made grayscale (half of those sepia): old photos."""
+    turn_p: float = 0.0
+    """Probability that a sample is turned by 90, 180 or 270 degrees: photos whose EXIF
+    orientation was lost."""
+    exposure_p: float = 0.0
+    """Probability of a strong exposure fault: under-, over-exposed, or backlit (the people
+    dark against a bright background: silhouettes)."""
+    closeup_p: float = 0.0
+    """Probability that a labelled photo is first cropped close around one of its people, so
+    that the person fills or overflows the frame."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.negatives, str):
+            self.negatives = [self.negatives]
+        for name in ("gray_p", "turn_p", "exposure_p", "closeup_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"data.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.negatives_half not in (None, "even", "odd"):
+            raise ConfigError(
+                f'data.negatives_half must be "even" or "odd", got {self.negatives_half!r}'
+            )
         if isinstance(self.train, str):
             self.train = [self.train]
         if isinstance(self.val, str):

@@ -35,7 +35,12 @@ from personcut.train.config import Config, save_config
 from personcut.train.data import build_dataset, skipped_files
 from personcut.train.data.common import SUBSTITUTED
 from personcut.train.data.scenes import SceneDataset
-from personcut.train.data.transforms import EvalTransform, TrainTransform
+from personcut.train.data.transforms import (
+    EvalTransform,
+    PhotoLook,
+    TrainTransform,
+    person_free_photos,
+)
 from personcut.train.evaluation import evaluate, make_eval_loader
 from personcut.train.losses import segmentation_loss
 from personcut.train.metrics import SegmentationMeter
@@ -134,16 +139,28 @@ def train_one_epoch(
 
 def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoader | None]:
     d, t = config.data, config.train
-    train_set = build_dataset(
-        d.train,
-        TrainTransform(d.crop_size, d.backgrounds, d.copy_paste_p, d.min_scale, d.rotate_degrees),
-        d.crowd,
-        d.keep_empty,
-        d.min_person_area,
+    look = PhotoLook(d.gray_p, d.turn_p, d.exposure_p)
+    transform = TrainTransform(
+        d.crop_size,
+        d.backgrounds,
+        d.copy_paste_p,
+        d.min_scale,
+        d.rotate_degrees,
+        look=look,
+        closeup_p=d.closeup_p,
     )
+    train_set = build_dataset(d.train, transform, d.crowd, d.keep_empty, d.min_person_area)
     if d.scene_p or d.negative_p:
+        negatives = person_free_photos(d.negatives, d.negatives_half) if d.negatives else None
         train_set = SceneDataset(
-            train_set, d.backgrounds, d.crop_size, d.scene_p, d.negative_p, d.scene_max_people
+            train_set,
+            d.backgrounds,
+            d.crop_size,
+            d.scene_p,
+            d.negative_p,
+            d.scene_max_people,
+            negatives=negatives,
+            look=look,
         )
     sampler = DistributedSampler(
         train_set,

@@ -57,6 +57,8 @@ class SceneDataset(Dataset):
         scene_p: float = 0.3,
         negative_p: float = 0.05,
         max_people: int = 10,
+        negatives: list[Path] | None = None,
+        look=None,
     ) -> None:
         folder = Path(backgrounds)
         if not folder.is_dir():
@@ -66,6 +68,10 @@ class SceneDataset(Dataset):
         )
         if not self.backgrounds:
             raise ValueError(f"backgrounds folder {folder} holds no images")
+        # Negatives come from the hard-negative photos when given; scenes use both as backdrops.
+        self.negatives = list(negatives or []) or self.backgrounds
+        self.backdrops = self.backgrounds + list(negatives or [])
+        self.look = look
         self.dataset, self.size = dataset, size
         self.scene_p, self.negative_p, self.max_people = scene_p, negative_p, max_people
         self.colour = v2.Compose(
@@ -83,7 +89,7 @@ class SceneDataset(Dataset):
     def __getitem__(self, index: int):
         r = float(torch.rand(()))
         if r < self.negative_p:
-            canvas = self._background()
+            canvas = self._background(self.negatives)
             mask = np.zeros(canvas.shape[:2], np.uint8)
             return (*self._finish(canvas, mask), "negative")
         if r < self.negative_p + self.scene_p:
@@ -92,13 +98,18 @@ class SceneDataset(Dataset):
 
     def _finish(self, canvas: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         img = torch.from_numpy(canvas.copy()).permute(2, 0, 1)
+        msk = torch.from_numpy(mask.copy())[None]
+        if self.look is not None:
+            img, msk = self.look(img, msk)
         img = self.colour(tv_tensors.Image(img)).as_subclass(torch.Tensor)
-        return img.float().div_(255), torch.from_numpy(mask.copy())[None]
+        return img.float().div_(255), msk
 
-    def _background(self) -> np.ndarray:
-        """A random square crop of a random background, at a random scale, as SxSx3 uint8."""
+    def _background(self, pool: list[Path] | None = None) -> np.ndarray:
+        """A random square crop of a random photo of ``pool`` (default: backgrounds and
+        negatives), at a random scale, as SxSx3 uint8."""
         s = self.size
-        path = self.backgrounds[int(torch.randint(len(self.backgrounds), ()))]
+        pool = pool or self.backdrops
+        path = pool[int(torch.randint(len(pool), ()))]
         with Image.open(path) as bg:
             bg.draft("RGB", (s, s))
             bg = bg.convert("RGB")

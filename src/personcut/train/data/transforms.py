@@ -73,6 +73,76 @@ class CopyPaste:
         return canvas, new_mask
 
 
+def person_free_photos(folders: list[str | Path], half: str | None = None) -> list[Path]:
+    """The image files under ``folders`` (in subfolders too), sorted per folder; with ``half``
+    ("even"/"odd") every second one of each folder."""
+    files: list[Path] = []
+    for root in folders:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"negatives folder {root} does not exist")
+        by_folder: dict[Path, list[Path]] = {}
+        for f in sorted(root.rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                by_folder.setdefault(f.parent, []).append(f)
+        for group in by_folder.values():
+            files += group if half is None else group[(0 if half == "even" else 1) :: 2]
+    if not files:
+        raise ValueError(f"no images in the negatives folders {folders}")
+    return files
+
+
+class PhotoLook:
+    """What cameras and old prints do to photos that the training packs rarely show: grayscale
+    and sepia, a lost EXIF orientation (turned by 90, 180 or 270 degrees), strong under- and
+    over-exposure and backlight (the people dark against a bright background). On uint8
+    (3, S, S) images with their (1, S, S) masks."""
+
+    def __init__(self, gray_p: float = 0.0, turn_p: float = 0.0, exposure_p: float = 0.0) -> None:
+        self.gray_p, self.turn_p, self.exposure_p = gray_p, turn_p, exposure_p
+
+    def __call__(self, img: torch.Tensor, msk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.turn_p and torch.rand(()) < self.turn_p:
+            k = int(torch.randint(1, 4, ()))
+            img, msk = torch.rot90(img, k, (1, 2)), torch.rot90(msk, k, (1, 2))
+        if self.exposure_p and torch.rand(()) < self.exposure_p:
+            img = self._exposure(img.float(), msk).round().clamp(0, 255).to(torch.uint8)
+        if self.gray_p and torch.rand(()) < self.gray_p:
+            luma = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]).float()
+            tint = (1.0, 1.0, 1.0) if torch.rand(()) < 0.5 else (1.07, 0.95, 0.78)  # sepia
+            img = torch.stack([luma * t for t in tint]).round().clamp(0, 255).to(torch.uint8)
+        return img.contiguous(), msk.contiguous()
+
+    @staticmethod
+    def _exposure(img: torch.Tensor, msk: torch.Tensor) -> torch.Tensor:
+        kind = int(torch.randint(3, ()))
+        if kind == 0:  # under-exposed: a gamma that crushes the shadows
+            return 255.0 * (img / 255.0) ** float(torch.empty(()).uniform_(1.8, 3.0))
+        if kind == 1:  # over-exposed: a gain that clips the highlights
+            return img * float(torch.empty(()).uniform_(1.6, 2.6))
+        # backlit: the people in shadow, what is behind them bright
+        person = (msk == 1).float()
+        dark = float(torch.empty(()).uniform_(0.15, 0.4))
+        bright = float(torch.empty(()).uniform_(1.3, 1.9))
+        return img * (person * dark + (1 - person) * bright)
+
+
+def closeup(
+    image: np.ndarray, mask: np.ndarray, rng: torch.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crop around one person pixel, 25-55 % of the photo's short side: the person fills or
+    overflows the frame. Unchanged when the mask holds no person."""
+    ys, xs = np.nonzero(mask == 1)
+    if len(ys) < 16:
+        return image, mask
+    i = int(torch.randint(len(ys), (), generator=rng))
+    h, w = mask.shape
+    side = max(16, int(min(h, w) * float(torch.empty(()).uniform_(0.25, 0.55))))
+    top = min(max(0, ys[i] - side // 2), h - side)
+    left = min(max(0, xs[i] - side // 2), w - side)
+    return image[top : top + side, left : left + side], mask[top : top + side, left : left + side]
+
+
 class TrainTransform:
     """Random resized crop, flip, small rotation/scale, copy-paste, colour jitter.
 
@@ -87,8 +157,11 @@ class TrainTransform:
         copy_paste_p: float = 0.5,
         min_scale: float = 0.25,
         rotate_degrees: float = 10.0,
+        look: PhotoLook | None = None,
+        closeup_p: float = 0.0,
     ) -> None:
         self.copy_paste = CopyPaste(backgrounds, copy_paste_p) if backgrounds else None
+        self.look, self.closeup_p = look, closeup_p
         self.geometric = v2.Compose(
             [
                 v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
@@ -111,11 +184,15 @@ class TrainTransform:
         )
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.closeup_p and torch.rand(()) < self.closeup_p:
+            image, mask = closeup(image, mask)
         img, msk = to_tensors(image, mask)
         img, msk = self.geometric(tv_tensors.Image(img), tv_tensors.Mask(msk))
         img, msk = img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor)
         if self.copy_paste is not None:
             img, msk = self.copy_paste(img, msk)
+        if self.look is not None:
+            img, msk = self.look(img, msk)
         img = self.colour(tv_tensors.Image(img))
         return img.float().div_(255), msk
 
