@@ -276,3 +276,41 @@ def test_quality_through_the_cli_and_the_server(shipped, scene, tmp_path):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), want)
     bad = client.post("/api/remove?quality=slow", content=scene.read_bytes())
     assert bad.status_code == 422
+
+
+def test_decontamination_recovers_the_person_colour_at_soft_edges():
+    from personcut.compose import decontaminate
+
+    # a red person fading into a blue background over 8 px: the photo mixes the two there
+    h, w = 60, 200
+    ramp = np.clip((np.arange(w) - 100) / 8.0, 0, 1).astype(np.float32)
+    alpha = np.tile(ramp, (h, 1))
+    red, blue = np.array([220, 30, 30], np.float32), np.array([20, 40, 230], np.float32)
+    mixed = alpha[..., None] * red + (1 - alpha[..., None]) * blue
+    photo = (mixed + 0.5).astype(np.uint8)
+    out = decontaminate(photo, alpha)
+    band = (alpha > 0.03) & (alpha < 0.97)
+    raw_error = np.abs(photo[band].astype(float) - red).mean()
+    new_error = np.abs(out[band].astype(float) - red).mean()
+    assert new_error < 0.25 * raw_error, (raw_error, new_error)
+    assert np.array_equal(out[~band], photo[~band])  # only the mixed pixels change
+    hard = (alpha > 0.5).astype(np.float32)
+    assert decontaminate(photo, hard) is photo  # nothing mixed: nothing to do
+
+
+def test_no_decontaminate_keeps_the_photo_colours(shipped, photo, alpha, tmp_path):
+    raw = np.asarray(remove(photo, decontaminate=False, segmenter=shipped))
+    clean = np.asarray(remove(photo, segmenter=shipped))
+    mixed = (alpha > 0.03) & (alpha < 0.97)
+    shown = raw[..., 3] > 0
+    assert np.array_equal(raw[..., :3][shown], photo[shown])
+    assert (clean[..., :3][mixed] != photo[mixed]).any(axis=-1).mean() > 0.5
+    assert np.array_equal(
+        cli_remove(tmp_path, scene_path(tmp_path, photo), "--no-decontaminate"), raw
+    )
+
+
+def scene_path(tmp_path, photo) -> str:
+    path = tmp_path / "scene_in.png"
+    Image.fromarray(photo).save(path)
+    return str(path)

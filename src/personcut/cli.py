@@ -321,6 +321,7 @@ def _options(args: argparse.Namespace) -> CutoutOptions:
         crop=args.crop,
         threshold=args.threshold,
         quality=args.quality,
+        decontaminate=not args.no_decontaminate,
     )
 
 
@@ -473,6 +474,11 @@ def _add_remove(sub) -> None:
         help="blur the photo's own background (portrait style)",
     )
     p.add_argument("--crop", action="store_true", help="trim to the people plus a margin")
+    p.add_argument(
+        "--no-decontaminate",
+        action="store_true",
+        help="keep the photo's colours at the edges (default: the person's own colour)",
+    )
     p.add_argument(
         "--quality",
         choices=["fast", "balanced", "best"],

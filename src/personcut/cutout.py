@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from PIL import Image
 
-from personcut.compose import RGB, Background, compose_array, crop_box, parse_color
+from personcut.compose import (
+    RGB,
+    Background,
+    compose_array,
+    crop_box,
+    decontaminate,
+    parse_color,
+)
 from personcut.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -72,6 +79,9 @@ class CutoutOptions:
     """PNG, WEBP or JPEG (jpg accepted); JPEG needs an opaque result."""
     quality: str | None = None
     """fast, balanced or best (see segmenter.QUALITIES); None: the segmenter's own."""
+    decontaminate: bool = True
+    """Give partly transparent pixels the person's own colour, not the photo's mix with the
+    old background (compose.decontaminate); False keeps the photo's colours."""
     color: RGB | None = field(init=False, default=None, repr=False, compare=False)
     """``bg`` parsed."""
 
@@ -120,21 +130,26 @@ class CutoutOptions:
 
 def compose_pixels(rgb: np.ndarray, alpha: np.ndarray, options: CutoutOptions) -> np.ndarray:
     """The output as a uint8 array (HxW mask, HxWx4 RGBA or HxWx3 RGB) for an HxWx3 photo and
-    its alpha: threshold, crop, compose. Video frames use this directly (no PIL round trip)."""
+    its alpha: threshold, the person's own colour at soft edges, crop, compose. Video frames use
+    this directly (no PIL round trip)."""
     if options.threshold is not None:
         alpha = (alpha >= options.threshold).astype(np.float32)
+    # On the whole photo, before any crop, so that a crop shows the very pixels of the whole.
+    fore = decontaminate(rgb, alpha) if options.decontaminate and not options.mask else rgb
     if options.crop:
         box = crop_box(alpha)
         if box is not None:
             left, top, right, bottom = box
-            rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
+            window = (slice(top, bottom), slice(left, right))
+            rgb, fore, alpha = rgb[window], fore[window], alpha[window]
     return compose_array(
-        rgb,
+        fore,
         alpha,
         mask_only=options.mask,
         bg=options.color,
         bg_image=options.bg_image,
         blur=options.blur,
+        photo=rgb,
     )
 
 
@@ -300,6 +315,7 @@ def remove(
     crop: bool = False,
     threshold: float | None = None,
     quality: str | None = None,
+    decontaminate: bool = True,
     segmenter: MaskPredictor | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
@@ -314,6 +330,8 @@ def remove(
         crop: trim to the people plus a margin.
         threshold: make the mask hard at this probability.
         quality: "fast", "balanced" (the default) or "best" (several passes averaged).
+        decontaminate: the person's own colour in partly transparent pixels (False: the
+            photo's colours, mixed with the old background).
         segmenter: the model to use; the shipped model by default.
         max_pixels: refuse larger images (decompression bombs); None for no limit.
 
@@ -329,5 +347,6 @@ def remove(
         crop=crop,
         threshold=threshold,
         quality=quality,
+        decontaminate=decontaminate,
     )
     return cutout_image(segmenter or default_segmenter(), image, options, max_pixels)

@@ -86,6 +86,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         threshold: float | None = Query(None, ge=0, le=1, description="hard mask at this level"),
         format: str = Query("png", pattern="^(png|webp|jpeg|jpg)$"),
         quality: str | None = Query(None, pattern="^(fast|balanced|best)$"),
+        decontaminate: bool = Query(True, description="the person's own colour at the edges"),
     ) -> Response:
         _check_key(request, settings.api_key)
         held = Held(admission)
@@ -103,6 +104,7 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
                     threshold=_number(form, "threshold", threshold),
                     format=form.get("format") or format,
                     quality=form.get("quality") or quality,
+                    decontaminate=_flag(form.get("decontaminate"), decontaminate),
                 )
             except ValueError as exc:
                 raise ApiError(422, "invalid_option", str(exc)) from exc
