@@ -267,6 +267,11 @@ def _check_target(job: Job, inputs: set[Path], taken: set[Path], overwrite: bool
         raise ValueError(f"{job.name}: output {job.output} is an input; refusing to overwrite it")
     if resolved in taken:
         raise ValueError(f"{job.name}: output {job.output} is also another input's output")
+    from personcut.files import replaceable
+
+    refusal = replaceable(job.output)
+    if refusal:
+        raise ValueError(f"{job.name}: output {job.output} {refusal}; refusing to replace it")
     if job.output.exists() and not overwrite:
         raise ValueError(f"{job.name}: output {job.output} exists (use --overwrite to replace it)")
     taken.add(resolved)
@@ -423,9 +428,9 @@ def _remove_videos(args: argparse.Namespace, videos: list[str], options: CutoutO
         src = Path(video)
         if out is None:
             dst = src.with_name(src.stem + ".cutout" + ext)
-        elif len(videos) > 1 or args.output.endswith(("/", os.sep)):
+        elif len(videos) > 1:
             dst = out / (src.stem + ext)
-        else:
+        else:  # one clip: -o names its output; a folder ("frames" or "frames/") of PNG frames
             dst = out
         try:
             stats = remove_video(
@@ -436,8 +441,12 @@ def _remove_videos(args: argparse.Namespace, videos: list[str], options: CutoutO
                 smoothing=args.smoothing,
                 overwrite=args.overwrite,
                 progress=not args.quiet,
+                max_pixels=args.max_pixels,
             )
             log.info("%s -> %s: %d frames, audio %s", src, dst, stats["frames"], stats["audio"])
+            if not stats["complete"]:
+                failures.append(f"{src}: {stats['problem']} ({dst})")
+                continue
             ok += 1
         except (ValueError, OSError, ModuleNotFoundError) as exc:
             text = str(exc)

@@ -49,6 +49,21 @@ def atomic_path(path: str | Path, folder: bool = False) -> Iterator[Path]:
         raise
 
 
+def replaceable(path: str | Path) -> str | None:
+    """Why ``path`` must not be replaced by an output even with --overwrite (a link, a device,
+    a FIFO, a folder: renaming over them would leave a regular file in their place), or None."""
+    path = Path(path)
+    if path.is_symlink():
+        return "is a symbolic link"
+    if not path.exists():
+        return None
+    if path.is_dir():
+        return "is a folder"
+    if not path.is_file():
+        return "is not a regular file (a device, a FIFO or a socket)"
+    return None
+
+
 def write_atomic(
     path: str | Path, data: bytes | Callable[[Path], object], clean: bool = True
 ) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import threading
 import zlib
 from pathlib import Path
 
@@ -41,45 +40,61 @@ def _name(source: ImageInput) -> str:
 def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open a path, bytes, PIL image or array as a fully decoded PIL image, upright as a viewer
     shows it (EXIF orientation applied), its ICC profile kept in ``info``. Never modifies
-    ``source``."""
+    ``source``. Anything over ``max_pixels`` is refused before it is decoded or copied, and
+    every way a file can be broken (a corrupt EXIF block included) is an ImageError naming it."""
     name = _name(source)
-    if isinstance(source, Image.Image):
-        image = source.copy()
-    elif isinstance(source, np.ndarray):
-        return _from_array(source, name)
+    if isinstance(source, (Image.Image, np.ndarray)):
+        size = source.size if isinstance(source, Image.Image) else source.shape[1::-1]
+        _check_pixels(name, *size[:2], max_pixels)
+        if isinstance(source, np.ndarray):
+            return _from_array(source, name)
+        return _upright(source.copy(), name)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError(f"{name}: empty input (0 bytes)")
+        fp = io.BytesIO(source)
     else:
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise ImageError(f"{name}: empty input (0 bytes)")
-            fp = io.BytesIO(source)
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"{path}: no such file", "missing")
-            if path.stat().st_size == 0:
-                raise ImageError(f"{path}: empty file (0 bytes)")
-            fp = path.open("rb")
-        try:
-            image = _open(fp, name, max_pixels)
-            w, h = image.size
-            if max_pixels and w * h > max_pixels:
-                raise ImageError(
-                    f"{name}: {w}x{h} is {w * h / 1e6:.3g} megapixels, above the limit of "
-                    f"{max_pixels / 1e6:.3g}; raise it with --max-pixels if this is intended",
-                    "too_large",
-                )
-            image.load()
-        except UnidentifiedImageError as exc:
-            raise ImageError(f"{name}: not an image Pillow can read", "unsupported") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            if isinstance(exc, ImageError):
-                raise
-            raise ImageError(f"{name}: cannot be decoded, truncated or corrupt ({exc})") from exc
-        finally:
-            if not isinstance(source, (bytes, bytearray)):
-                fp.close()
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path}: no such file", "missing")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)")
+        fp = path.open("rb")
+    try:
+        image = _open(fp, name, max_pixels)
+        _check_pixels(name, *image.size, max_pixels)
+        image.load()
+        return _upright(image, name)
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image Pillow can read", "unsupported") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many kinds for bad files
+        raise ImageError(f"{name}: cannot be decoded, truncated or corrupt ({exc})") from exc
+    finally:
+        if not isinstance(source, (bytes, bytearray)):
+            fp.close()
+
+
+def _check_pixels(name: str, w: int, h: int, max_pixels: int | None) -> None:
+    if max_pixels and w * h > max_pixels:
+        raise ImageError(
+            f"{name}: {w}x{h} is {w * h / 1e6:.3g} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.3g}; raise it with --max-pixels if this is intended",
+            "too_large",
+        )
+
+
+def _upright(image: Image.Image, name: str) -> Image.Image:
+    """EXIF orientation applied (a corrupt EXIF block: the photo as stored, it is still fine),
+    the ICC profile kept or, for a CMYK or gray profile, converted through."""
     icc = image.info.get("icc_profile")
-    upright = ImageOps.exif_transpose(image)
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - e.g. "not a TIFF file" from a broken EXIF block
+        upright = image
     if icc and profile_space(icc) != "RGB ":
         # Outputs are RGB(A) or a mask: a CMYK or gray profile cannot describe them. Convert
         # through it to sRGB where Little CMS can, and keep no profile either way.
@@ -110,13 +125,11 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
         return image  # an unreadable profile: the plain conversion in to_rgb
 
 
-_GUARD = threading.Lock()
-
-
 def _open(fp, name: str, max_pixels: int | None) -> Image.Image:
     """Image.open with Pillow's bomb guard left on for the process (it protects the host
-    application too). Only when the caller allows more pixels than the guard does is it lifted,
-    for this one open, under a lock."""
+    application too). When the caller allows more pixels than the guard does, the file is
+    opened by Pillow's format plugins directly, which do not consult the guard: the global is
+    never touched, so other threads keep their protection."""
     try:
         return Image.open(fp)
     except Image.DecompressionBombError as exc:
@@ -125,13 +138,18 @@ def _open(fp, name: str, max_pixels: int | None) -> Image.Image:
             raise ImageError(
                 f"{name}: {exc}; raise --max-pixels if this is intended", "too_large"
             ) from exc
-        with _GUARD:
-            Image.MAX_IMAGE_PIXELS = None
+    fp.seek(0)
+    prefix = fp.read(16)
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        result = accept(prefix) if accept is not None else True
+        if result and not isinstance(result, str):  # a str: "looks like it, unsupported"
+            fp.seek(0)
             try:
-                fp.seek(0)
-                return Image.open(fp)
-            finally:
-                Image.MAX_IMAGE_PIXELS = guard
+                return factory(fp, name)
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise UnidentifiedImageError(f"cannot identify image file {name}")
 
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:

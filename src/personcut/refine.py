@@ -101,12 +101,18 @@ def gray(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32) / 255.0
 
 
+GUIDE = (2, 1e-3)
+"""The guided filter's radius (pixels at the working size) and eps (regularisation: larger
+follows the guide's edges less)."""
+
+
 def to_full_size(
     prob: np.ndarray,
     small: np.ndarray,
     image: Image.Image,
     stretch: tuple[float, float] | None = ALPHA_LEVELS,
     guided: bool = True,
+    guide: tuple[int, float] = GUIDE,
 ) -> np.ndarray:
     """The network's probabilities ``prob`` for ``small`` (the photo at the working size, HxWx3
     uint8) as alpha at the size of ``image`` (the full photo): guided upsampling, or bilinear
@@ -115,6 +121,7 @@ def to_full_size(
         # The levels step rides inside the filter's coefficients: same result, fewer passes
         # over the full-size image.
         full_gray = np.asarray(image.convert("L"))
-        return guided_upsample(prob, gray(small), full_gray, stretch=stretch)
+        radius, eps = guide
+        return guided_upsample(prob, gray(small), full_gray, radius, eps, stretch=stretch)
     alpha = np.asarray(Image.fromarray(prob, "F").resize(image.size, Image.BILINEAR))
     return alpha if stretch is None else levels(alpha, *stretch)

@@ -77,6 +77,7 @@ class Segmenter:
     ) -> None:
         pass_sizes(320, quality)  # checked before the model loads
         self.quality = quality
+        self.guide = refine.GUIDE  # (radius, eps) of the guided filter
         if alpha_levels is not None:
             refine.check_levels(*alpha_levels)  # before the model loads, not at the first photo
         self.alpha_levels = alpha_levels
@@ -199,7 +200,9 @@ class Segmenter:
         out = []
         for image, (small, (nh, nw)), logit in zip(images, prepared, logits, strict=True):
             prob = _sigmoid(logit[0, :nh, :nw])
-            out.append(refine.to_full_size(prob, small, image, self.alpha_levels, guided))
+            out.append(
+                refine.to_full_size(prob, small, image, self.alpha_levels, guided, self.guide)
+            )
         return out
 
     def _averaged(
@@ -219,7 +222,7 @@ class Segmenter:
                 prob = np.asarray(Image.fromarray(prob, "F").resize((bw, bh), Image.BILINEAR))
             total += prob
         return refine.to_full_size(
-            total / len(passes), base_small, image, self.alpha_levels, guided
+            total / len(passes), base_small, image, self.alpha_levels, guided, self.guide
         )
 
     def predict_mask(

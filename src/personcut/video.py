@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from personcut.cutout import CutoutOptions, MaskPredictor, OptionError, compose_pixels
-from personcut.files import atomic_path
-from personcut.images import encode_pixels
+from personcut.files import atomic_path, replaceable
+from personcut.images import DEFAULT_MAX_PIXELS, encode_pixels
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ def remove_video(
     smoothing: float = 0.6,
     overwrite: bool = False,
     progress: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Cut the people out of the clip ``src`` into ``dst`` (see the module's docstring for the
     kinds of output). ``src`` is never modified; ``dst`` appears only when complete.
@@ -180,7 +181,11 @@ def remove_video(
     blur, threshold) or as one ready :class:`~personcut.cutout.CutoutOptions` (``options``,
     which then wins; its format is ignored, and crop is refused: frames keep their size).
 
-    Returns frame count, size, frame rate, audio handling and the seconds spent.
+    Frames over ``max_pixels`` are refused before any is decoded (a small file can hold huge
+    frames). A clip that ends early (truncated, or garbage inside) is written with the frames
+    that could be decoded, and ``complete`` in the result is False (the CLI reports it).
+
+    Returns frame count, size, frame rate, audio handling, completeness and the seconds spent.
     """
     import time
 
@@ -201,7 +206,7 @@ def remove_video(
         raise VideoError(f"{src}: not a video FFmpeg can read ({exc})") from exc
     start = time.perf_counter()
     with source:
-        vin = _video_stream(source, src, target)
+        vin = _video_stream(source, src, target, max_pixels)
         width, height = vin.codec_context.width, vin.codec_context.height
         ain = source.streams.audio[0] if source.streams.audio and target.container else None
         if segmenter is None:
@@ -216,6 +221,8 @@ def remove_video(
             )
             if stats["frames"] == 0:
                 raise VideoError(f"{src}: no frame could be decoded")
+    if not stats["complete"]:
+        log.warning("%s: %s", src, stats["problem"])
     stats.update(width=width, height=height, seconds=time.perf_counter() - start, output=str(dst))
     return stats
 
@@ -225,6 +232,8 @@ def _check_paths(src: Path, dst: Path, target: _Target, overwrite: bool) -> None
     that is not ours to replace."""
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
+    if dst.is_symlink():
+        raise VideoError(f"{src}: output {dst} is a symbolic link; refusing to replace it")
     if target.container is None and dst.is_dir():
         # A frame folder is replaced only when it holds nothing but frames: --overwrite must
         # never delete a user's other files.
@@ -236,19 +245,27 @@ def _check_paths(src: Path, dst: Path, target: _Target, overwrite: bool) -> None
             )
         if any(dst.iterdir()) and not overwrite:
             raise VideoError(f"{src}: output {dst} holds frames (use --overwrite to replace them)")
+    elif replaceable(dst):
+        raise VideoError(f"{src}: output {dst} {replaceable(dst)}; refusing to replace it")
     elif dst.exists() and not overwrite:
         raise VideoError(f"{src}: output {dst} exists (use --overwrite to replace it)")
     if src.resolve() == dst.resolve():
         raise VideoError(f"{src}: output is the input; refusing to overwrite it")
 
 
-def _video_stream(source, src: Path, target: _Target):
-    """The clip's first video stream, checked against what the output can encode."""
+def _video_stream(source, src: Path, target: _Target, max_pixels: int | None):
+    """The clip's first video stream, checked against the pixel limit and what the output can
+    encode."""
     if not source.streams.video:
         raise VideoError(f"{src}: holds no video stream")
     vin = source.streams.video[0]
     vin.thread_type = "AUTO"
     width, height = vin.codec_context.width, vin.codec_context.height
+    if max_pixels and width * height > max_pixels:
+        raise VideoError(
+            f"{src}: frames of {width}x{height} are {width * height / 1e6:.3g} megapixels, above "
+            f"the limit of {max_pixels / 1e6:.3g}; raise it with --max-pixels if this is intended"
+        )
     if target.pix_fmt.endswith("420p") and (width % 2 or height % 2):
         raise VideoError(
             f"{src}: {width}x{height} has an odd side, which {target.codec} "
@@ -270,7 +287,7 @@ def _transcode(
     bar,
 ) -> dict[str, Any]:
     rate = vin.average_rate or vin.guessed_rate or 25
-    frames = 0
+    frames, last_time = 0, None
     output = vout = aout = resampler = audio_mode = None
     if target.container is not None:
         output, vout = _open_output(av, work, target, vin, rate)
@@ -296,6 +313,8 @@ def _transcode(
                     if frames == 0 and output is not None and frame.rotation:
                         # The display rotation is a header field: set before the first packet.
                         output.streams.video[0].set_display_rotation(frame.rotation)
+                    if frame.time is not None:
+                        last_time = float(frame.time)
                     rgb = frame.to_ndarray(format="rgb24")
                     alpha = smoother(segmenter.predict_rgb([rgb])[0])
                     if output is not None:
@@ -331,7 +350,31 @@ def _transcode(
         bar.close()
         if output is not None:
             output.close()
-    return {"frames": frames, "fps": float(rate), "audio": audio_mode or "none"}
+    stats = {"frames": frames, "fps": float(rate), "audio": audio_mode or "none"}
+    return {**stats, **_completeness(source, vin, frames, last_time)}
+
+
+def _completeness(source, vin, frames: int, last_time: float | None) -> dict[str, Any]:
+    """Whether the frames decoded cover the clip: its declared frame count, else its declared
+    duration (a clip cut short or with garbage inside decodes fewer without an error)."""
+    declared = vin.frames or 0
+    if declared and frames < declared:
+        return {
+            "complete": False,
+            "problem": f"truncated or corrupt: {frames} of {declared} "
+            "frames could be decoded; the output holds those",
+        }
+    duration = float(vin.duration * vin.time_base) if vin.duration else None
+    if duration is None and source.duration:
+        duration = source.duration / 1_000_000  # microseconds
+    rate = float(vin.average_rate or vin.guessed_rate or 25)
+    if duration and last_time is not None and last_time + 2 / rate < 0.95 * duration:
+        return {
+            "complete": False,
+            "problem": f"truncated or corrupt: frames end at "
+            f"{last_time:.2f} s of {duration:.2f} s; the output holds those",
+        }
+    return {"complete": True}
 
 
 def _open_output(av, work: Path, target: _Target, vin, rate):

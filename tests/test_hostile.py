@@ -1,0 +1,185 @@
+"""The attack list (issue 21), each case kept fixed: malformed images are 4xx and one-line errors,
+special files are never replaced, clips have a pixel limit and report truncation, the API's
+pixel limit holds for every input type, and Pillow's bomb guard is never lifted for the
+process."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import png_bomb, scene_photo
+from PIL import Image
+
+from personcut.cli import main
+from personcut.cutout import remove
+from personcut.images import ImageError, load_image
+
+
+def png_with_broken_exif() -> bytes:
+    """A good PNG whose eXIf chunk is garbage: Pillow opens it, reading the EXIF fails."""
+    buf = io.BytesIO()
+    scene_photo().resize((80, 60)).save(buf, "PNG")
+    data = buf.getvalue()
+    payload = b"XX\x00\x2a" + b"\x01" * 40  # no TIFF byte order: "not a TIFF file"
+    chunk = (
+        struct.pack(">I", len(payload))
+        + b"eXIf"
+        + payload
+        + struct.pack(">I", zlib.crc32(b"eXIf" + payload) & 0xFFFFFFFF)
+    )
+    end_of_header = 8 + 25
+    return data[:end_of_header] + chunk + data[end_of_header:]
+
+
+MALFORMED = {
+    "avif": b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1" + b"\x00" * 64,
+    "dds": b"DDS |" + b"\x00" * 3 + b"\xff" * 120,
+    "blp": b"BLP2" + b"\x01\x02\x08\x00" + b"\xff" * 100,
+    "im": b"Image type: RGB image\r\nName: x\r\nImage size (x*y): 99999*99999\r\n\x1a" + b"\0" * 80,
+}
+
+
+def test_a_broken_exif_block_does_not_break_a_good_photo(shipped, tmp_path):
+    data = png_with_broken_exif()
+    with Image.open(io.BytesIO(data)) as im:
+        with pytest.raises(Exception):  # noqa: B017 - the trap: Pillow itself fails here
+            from PIL import ImageOps
+
+            ImageOps.exif_transpose(im)
+    assert remove(data, segmenter=shipped).size == (80, 60)
+    path = tmp_path / "exif.png"
+    path.write_bytes(data)
+    assert main(["remove", str(path), "-o", str(tmp_path / "out.png"), "-q"]) == 0
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_malformed_files_are_one_line_errors(kind, tmp_path, capsys):
+    path = tmp_path / f"bad.{kind}"
+    path.write_bytes(MALFORMED[kind])
+    with pytest.raises(ImageError) as exc:
+        load_image(path)
+    assert str(path) in str(exc.value)
+    assert main(["remove", str(path), "-o", str(tmp_path / "o.png"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(path) in err
+
+
+def test_the_server_answers_malformed_files_with_4xx(shipped):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from personcut.server import create_app
+
+    client = TestClient(create_app(shipped), raise_server_exceptions=False)
+    for kind, body in MALFORMED.items():
+        r = client.post("/api/remove", content=body)
+        assert 400 <= r.status_code < 500, (kind, r.status_code, r.text)
+    assert client.post("/api/remove", content=png_with_broken_exif()).status_code == 200
+
+
+@pytest.mark.parametrize("special", ["fifo", "symlink", "device"])
+def test_overwrite_never_replaces_special_files(shipped, tmp_path, special, capsys):
+    src = tmp_path / "in.png"
+    scene_photo().resize((80, 60)).save(src)
+    target = tmp_path / "out.png"
+    if special == "fifo":
+        os.mkfifo(target)
+    elif special == "symlink":
+        (tmp_path / "elsewhere.png").write_bytes(b"keep me")
+        target.symlink_to(tmp_path / "elsewhere.png")
+    else:
+        target = Path("/dev/null")
+        if not target.exists():
+            pytest.skip("no /dev/null")
+    before = target.lstat()
+    assert main(["remove", str(src), "-o", str(target), "--overwrite", "-q"]) == 1
+    assert "refusing to replace it" in capsys.readouterr().err
+    after = target.lstat()
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if special == "symlink":
+        assert (tmp_path / "elsewhere.png").read_bytes() == b"keep me"
+
+
+def test_pil_images_and_arrays_are_held_to_max_pixels():
+    big = Image.new("L", (3000, 2000))
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(big, max_pixels=5_000_000)
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(np.zeros((2000, 3000), np.uint8), max_pixels=5_000_000)
+    assert load_image(big, max_pixels=None).size == (3000, 2000)
+
+
+def test_a_high_limit_opens_a_bomb_without_lifting_the_guard_for_others(tmp_path):
+    bomb = png_bomb(tmp_path / "bomb.png", side=14_000)  # 196 MP: over twice Pillow's guard
+    guard = Image.MAX_IMAGE_PIXELS
+    seen, stop = set(), threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.add(Image.MAX_IMAGE_PIXELS)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        try:
+            assert load_image(bomb, max_pixels=10**9).size == (14_000, 14_000)  # allowed
+        except ImageError as exc:  # or found truncated, as Pillow's PNG decoder decides
+            assert exc.kind == "corrupt"
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen == {guard} and Image.MAX_IMAGE_PIXELS == guard
+
+
+av = pytest.importorskip("av")
+
+
+def test_clips_are_held_to_max_pixels(shipped, tmp_path, capsys):
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "c.mp4", frames=3, audio=False)  # 96 x 64 frames
+    out = tmp_path / "c.webm"
+    assert main(["remove", str(clip), "-o", str(out), "--max-pixels", "5000", "-q"]) == 1
+    assert "above the limit" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_truncated_clip_is_reported_and_keeps_what_was_decoded(shipped, tmp_path, capsys):
+    from test_video import make_clip
+
+    whole = make_clip(tmp_path / "whole.mkv", frames=30, audio=False)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    out = tmp_path / "out.webm"
+    assert main(["remove", str(cut), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "truncated or corrupt" in err and str(cut) in err
+    with av.open(str(out)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert 5 <= frames < 30
+
+
+def test_a_trailing_slash_names_a_frame_folder_for_one_clip(shipped, tmp_path):
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "c.mp4", frames=3, audio=False)
+    assert main(["remove", str(clip), "-o", str(tmp_path / "frames") + "/", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
+        f"frame_{i:06d}.png" for i in range(3)
+    ]
+
+
+def test_clip_outputs_read_like_photos(shipped, tmp_path):
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "c.mp4", frames=2, audio=False)
+    assert main(["remove", str(clip), "-o", str(tmp_path / "c.webm"), "-q"]) == 0
+    assert main(["remove", str(clip), "-o", str(tmp_path / "f"), "-q"]) == 0
+    assert (tmp_path / "c.webm").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o755
