@@ -43,6 +43,8 @@ def test_upload_see_cutout_and_download(server, tmp_path):
         page = browser.new_page(accept_downloads=True)
         page.goto(server + "/")
         page.wait_for_selector("#info:not(:empty)")
+        assert not page.is_visible("#download")  # nothing to download yet
+        page.select_option("#quality", "fast")
         page.set_input_files("#file", str(SAMPLE))
         page.wait_for_function(
             "document.getElementById('result').complete && "
@@ -70,4 +72,5 @@ def test_upload_see_cutout_and_download(server, tmp_path):
         page.set_input_files("#file", str(bad))
         page.wait_for_selector("#status.error")
         assert "broken.png" in page.inner_text("#status")
+        assert not page.is_visible("#download")  # no stale download after an error
         browser.close()

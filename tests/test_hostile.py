@@ -183,3 +183,97 @@ def test_clip_outputs_read_like_photos(shipped, tmp_path):
     assert main(["remove", str(clip), "-o", str(tmp_path / "f"), "-q"]) == 0
     assert (tmp_path / "c.webm").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o755
+
+
+def cli(*args, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "personcut", *map(str, args)], capture_output=True, text=True, **kw
+    )
+
+
+@pytest.fixture()
+def photo_file(tmp_path) -> Path:
+    path = tmp_path / "p.png"
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)  # its PNG cut-out is far larger than a pipe's buffer
+    return path
+
+
+def test_a_closed_stdout_is_a_line_not_a_traceback(photo_file):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        f"{sys.executable} -m personcut remove {photo_file} -o - >&-",
+        shell=True,
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.returncode == 1 and "standard output is closed" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_pipe_closed_early_is_a_failure(photo_file):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"set -o pipefail; {sys.executable} -m personcut remove {photo_file} "
+            "-o - --blur 1 | true",  # the reader is gone before the cut-out is ready
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.returncode == 1 and "closed the pipe" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_skip_existing_resumes_a_batch(shipped, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        scene_photo().resize((80, 60)).save(folder / name)
+    out = tmp_path / "out"
+    assert main(["remove", str(folder), "-o", str(out), "-q"]) == 0
+    stamp = (out / "a.png").stat().st_mtime_ns
+    (out / "b.png").unlink()  # as if the run was killed before b
+    assert main(["remove", str(folder), "-o", str(out), "-q"]) == 1  # without: "exists"
+    assert main(["remove", str(folder), "-o", str(out), "-q", "--skip-existing"]) == 0
+    assert (out / "a.png").stat().st_mtime_ns == stamp and (out / "b.png").is_file()
+
+
+def test_leftovers_of_a_killed_clip_are_removed(shipped, tmp_path):
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "c.mp4", frames=2, audio=False)
+    stale_file = tmp_path / ".c.webm.x1y2z3.part"
+    stale_file.write_bytes(b"half a clip")
+    stale_folder = tmp_path / ".frames.a1b2c3.part"
+    stale_folder.mkdir()
+    (stale_folder / "frame_000000.png").write_bytes(b"half")
+    assert main(["remove", str(clip), "-o", str(tmp_path / "c.webm"), "-q"]) == 0
+    assert main(["remove", str(clip), "-o", str(tmp_path / "frames"), "-q"]) == 0
+    assert not stale_file.exists() and not stale_folder.exists()
+
+
+@pytest.mark.parametrize("field", ["mask", "crop", "decontaminate"])
+def test_form_flags_are_checked_like_the_query(shipped, field):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from personcut.server import create_app
+
+    client = TestClient(create_app(shipped))
+    buf = io.BytesIO()
+    scene_photo().resize((80, 60)).save(buf, "PNG")
+    files = {"file": ("p.png", buf.getvalue())}
+    assert client.post("/api/remove", params={field: "maybe"}, files=files).status_code == 422
+    assert client.post("/api/remove", data={field: "maybe"}, files=files).status_code == 422
+    assert client.post("/api/remove", data={field: "no"}, files=files).status_code == 200

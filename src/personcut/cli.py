@@ -284,7 +284,8 @@ def _remove(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("personcut remove: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.output == "-":
+    to_stdout = args.output == "-"
+    if to_stdout:
         args.output = None
     try:  # a bad option fails before any work, with the message every entry point gives
         options = _options(args)
@@ -299,6 +300,11 @@ def _remove(args: argparse.Namespace) -> int:
     if videos:
         return _remove_videos(args, videos, options)
     jobs, failures = _plan(args)
+    if to_stdout and len(jobs) == 1:
+        jobs[0].output = None  # -o -: the one result on standard output
+    elif to_stdout and jobs:
+        print("personcut remove: -o - takes one input", file=sys.stderr)
+        return 2
     if not jobs:
         for f in failures:
             print(f"personcut remove: {f}", file=sys.stderr)
@@ -339,6 +345,8 @@ def _checked_jobs(
     taken: set[Path] = set()
     runnable, job_options = [], []
     for job in jobs:
+        if args.skip_existing and job.output is not None and job.output.is_file():
+            continue  # written whole by an earlier run (outputs only ever appear complete)
         try:
             _check_target(job, inputs, taken, args.overwrite)
             job_options.append(options.with_format(_output_format(job.output, args.format)))
@@ -387,16 +395,33 @@ def _run_photos(
             continue
         try:
             if job.output is None:
-                sys.stdout.buffer.write(result)
-                sys.stdout.buffer.flush()
+                _write_stdout(result)
             else:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(job.output, result, clean=False)  # cleaned once, above
             ok += 1
         except OSError as exc:
-            failures.append(f"{job.name}: cannot write {job.output} ({exc})")
+            where = job.output or "standard output"
+            failures.append(f"{job.name}: cannot write {where} ({exc.strerror or exc})")
     bar.close()
     return ok
+
+
+def _write_stdout(data: bytes) -> None:
+    """The output on standard output; a closed one or a reader gone (a broken pipe) is an
+    OSError for the caller to report, not a traceback."""
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None or out.closed:
+        raise OSError(0, "standard output is closed")
+    try:
+        out.write(data)
+        out.flush()
+    except BrokenPipeError as exc:
+        # Python would report the broken pipe again when it flushes at exit: point stdout at
+        # /dev/null so that only our line is printed.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise OSError(exc.errno, "the reader closed the pipe early") from exc
 
 
 def _report(ok: int, failures: list[str]) -> int:
@@ -503,6 +528,11 @@ def _add_remove(sub) -> None:
         help="clips: steady the matte of still people, 0 (off) to <1 (default 0.6)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave photos whose output exists alone (rerun after an interrupted batch)",
+    )
     p.add_argument(
         "--max-pixels",
         type=int,

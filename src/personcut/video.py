@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from personcut.cutout import CutoutOptions, MaskPredictor, OptionError, compose_pixels
-from personcut.files import atomic_path, replaceable
+from personcut.files import atomic_path, remove_leftovers, replaceable
 from personcut.images import DEFAULT_MAX_PIXELS, encode_pixels
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,9 @@ def remove_video(
 
             segmenter = Segmenter(working_size=VIDEO_WORKING_SIZE)
         bar = tqdm(total=vin.frames or None, unit="frame", desc=src.name, disable=not progress)
-        # Written beside dst under a temporary name, renamed over it only when complete.
+        # Written beside dst under a temporary name, renamed over it only when complete; what
+        # a killed earlier run left there is removed first.
+        remove_leftovers([dst])
         with atomic_path(dst, folder=target.container is None) as work:
             stats = _transcode(
                 av, source, vin, ain, work, target, segmenter, options, smoother, bar

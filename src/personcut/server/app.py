@@ -234,9 +234,15 @@ def _check_key(request: Request, api_key: str | None) -> None:
 
 
 def _flag(value: str | None, default: bool) -> bool:
+    """A form field's yes/no, checked as strictly as FastAPI checks the query string."""
     if value is None or value == "":
         return default
-    return value.lower() in ("1", "true", "yes", "on")
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 def _number(form: dict[str, str], key: str, default: float | None) -> float | None:

@@ -34,6 +34,7 @@ async function run() {
       try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
       setStatus(`Could not process ${current.name}: ${detail}`, true);
       $("result").removeAttribute("src");
+      $("download").removeAttribute("href");  // nothing stale to download after an error
       return;
     }
     const blob = await response.blob();
