@@ -277,3 +277,168 @@ def test_form_flags_are_checked_like_the_query(shipped, field):
     assert client.post("/api/remove", params={field: "maybe"}, files=files).status_code == 422
     assert client.post("/api/remove", data={field: "maybe"}, files=files).status_code == 422
     assert client.post("/api/remove", data={field: "no"}, files=files).status_code == 200
+
+
+def drip(kind: str, port: int, stop: threading.Event, count: int = 130) -> list:
+    """``count`` hostile connections of one kind, kept dripping (a byte each per 0.5 s) until
+    ``stop``; none reconnects."""
+    import socket
+
+    heads = {
+        # a first request answered, then a next head that never ends (keep-alive slowloris)
+        "keepalive": b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n",
+        # a body promised, sent a byte at a time
+        "body": b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+        # answered 413 at once; the client goes on sending its body
+        "after413": b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+    }
+    socks = []
+    for _ in range(count):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(heads[kind])
+            s.setblocking(False)
+            socks.append(s)
+        except OSError:
+            pass
+
+    # What is dripped: after the first answer, a next head that never ends (valid bytes, so
+    # that only a deadline ends it); into a body, any bytes.
+    trickle = b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: " if kind == "keepalive" else b""
+    sent = [0] * len(socks)
+
+    def loop():
+        while not stop.is_set():
+            for i, s in enumerate(socks):
+                try:
+                    s.recv(65536)
+                except (BlockingIOError, OSError):
+                    pass
+                byte = trickle[sent[i] : sent[i] + 1] or b"a"
+                try:
+                    s.send(byte)
+                    sent[i] += 1
+                except (BlockingIOError, OSError):
+                    pass
+            stop.wait(0.5)
+        for s in socks:
+            s.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return [thread]
+
+
+@pytest.mark.parametrize("kind", ["keepalive", "body", "after413"])
+def test_slow_clients_do_not_shut_out_a_normal_one(tiny_onnx, kind):
+    pytest.importorskip("uvicorn")
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from conftest import live_server
+
+    flags = ["--read-timeout", "2", "--idle-timeout", "1"]
+    with live_server(tiny_onnx, *flags) as url:
+        port = urllib.parse.urlparse(url).port
+        stop = threading.Event()
+        threads = drip(kind, port, stop)
+        try:
+            start, served = time.monotonic(), None
+            while time.monotonic() - start < 20 and served is None:
+                try:
+                    with urllib.request.urlopen(url + "/api/health", timeout=5) as r:
+                        served = r.status
+                except (urllib.error.URLError, OSError):
+                    time.sleep(0.2)
+            assert served == 200, f"{kind}: a normal client was not served within 20 s"
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+
+
+def read_all(sock, seconds: float = 30) -> bytes:
+    """Everything the server sends until it closes the connection (or ``seconds`` pass: then
+    the test fails on what it got)."""
+    import time
+
+    sock.settimeout(seconds)
+    data, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            return data + b"<closed>"
+        data += chunk
+    return data
+
+
+@pytest.fixture()
+def strict_server(tiny_onnx):
+    import urllib.parse
+
+    from conftest import live_server
+
+    with live_server(tiny_onnx, "--read-timeout", "2", "--idle-timeout", "1") as url:
+        yield urllib.parse.urlparse(url).port
+
+
+def test_a_kept_alive_connection_dripping_a_head_is_closed(strict_server):
+    import socket
+    import time
+
+    s = socket.create_connection(("127.0.0.1", strict_server), timeout=30)
+    s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b" 200 " in s.recv(1000)
+    stop = time.monotonic() + 30
+    closed = False
+    for byte in b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+        try:
+            s.send(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        s.settimeout(0.3)
+        try:
+            if s.recv(100) == b"":
+                closed = True
+                break
+        except TimeoutError:
+            pass
+        assert time.monotonic() < stop
+    assert closed  # within the idle deadline, however often the client sends a byte
+
+
+def test_an_upload_dripped_a_byte_at_a_time_is_answered_408(strict_server):
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", strict_server), timeout=30)
+    s.sendall(b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    got = b""
+    for _ in range(40):  # a byte every half second: far below 240 bytes a second
+        try:
+            s.send(b"a")
+        except OSError:
+            break
+        s.settimeout(0.5)
+        try:
+            got += s.recv(1000)
+        except TimeoutError:
+            continue
+        if got:
+            break
+    assert b" 408 " in got and b"too slow" in got
+
+
+def test_an_early_error_closes_the_connection(strict_server):
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", strict_server), timeout=30)
+    s.sendall(b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\nabc")
+    answer = read_all(s, seconds=20)
+    assert b" 413 " in answer and answer.endswith(b"<closed>")
+    assert b"connection: close" in answer.lower()

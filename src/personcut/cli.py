@@ -595,6 +595,8 @@ def _serve(args: argparse.Namespace) -> int:
         queue_size=args.queue,
         timeout_s=args.timeout,
         read_timeout_s=args.read_timeout,
+        idle_timeout_s=args.idle_timeout,
+        min_body_rate=args.min_body_rate,
         max_connections=args.max_connections,
         api_key=args.api_key,
         max_inflight_bytes=args.max_inflight_mb * 1024 * 1024,
@@ -620,7 +622,19 @@ def _add_serve(sub) -> None:
         "--read-timeout",
         type=float,
         default=15.0,
-        help="seconds a client may stall while sending its request (then dropped)",
+        help="seconds for a request's whole head, and the longest stall in a body (then dropped)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a kept-alive connection may wait for its next request (then closed)",
+    )
+    p.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=240.0,
+        help="bytes a second an upload must average after a 5 s grace (then 408)",
     )
     p.add_argument("--max-connections", type=int, default=128, help="open at once (then 503)")
     p.add_argument(

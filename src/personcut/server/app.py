@@ -143,33 +143,21 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
 
 def serve(app: FastAPI, host: str, port: int, settings: Settings) -> None:
     """Run ``app`` under uvicorn with the connection limits of ``settings``: at most
-    ``max_connections`` open, and a client that has not sent a whole request head within
-    ``read_timeout_s`` of connecting is disconnected (uvicorn alone waits for slow headers
-    forever, so a few slow clients could hold the server's sockets)."""
+    ``max_connections`` open, each request's head due within ``read_timeout_s`` and each
+    kept-alive connection closed after ``idle_timeout_s`` without a new request, whatever the
+    client sends meanwhile (server/connections.py)."""
     import uvicorn
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeadDeadlineH11(H11Protocol):
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._head_timer = self.loop.call_later(settings.read_timeout_s, self._head_late)
-
-        def _head_late(self) -> None:
-            if self.cycle is None and not self.transport.is_closing():  # no request yet
-                self.transport.close()
-
-        def connection_lost(self, exc) -> None:
-            self._head_timer.cancel()
-            super().connection_lost(exc)
+    from personcut.server.connections import deadline_protocol
 
     uvicorn.run(
         app,
         host=host,
         port=port,
-        http=HeadDeadlineH11,
+        http=deadline_protocol(settings.read_timeout_s, settings.idle_timeout_s),
         log_level="info",
         limit_concurrency=settings.max_connections,
-        timeout_keep_alive=5,
+        timeout_keep_alive=int(settings.idle_timeout_s) or 1,
     )
 
 
@@ -208,7 +196,10 @@ def _error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return JSONResponse({"error": exc.error, "detail": exc.detail}, exc.status, exc.headers)
+        # The connection is closed after an error: its body may be unread (an early 401 or
+        # 413), and a client that erred is not kept waiting on a kept-alive socket.
+        headers = {**(exc.headers or {}), "Connection": "close"}
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, exc.status, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):

@@ -22,7 +22,15 @@ class Settings:
     timeout_s: float = 60.0
     """Per-request limit for decoding, inference and encoding (504 past it)."""
     read_timeout_s: float = 15.0
-    """A client that sends no body bytes for this long is answered 408 and let go."""
+    """A request's head must arrive whole within this of the connection opening (or of the
+    previous answer on a kept-alive connection), whatever it sends meanwhile; a client that
+    sends no body bytes for this long is answered 408 and let go."""
+    idle_timeout_s: float = 5.0
+    """A kept-alive connection with no new request head for this long is closed."""
+    min_body_rate: float = 240.0
+    """Bytes a second an upload must average once ``body_grace_s`` has passed (as Kestrel's
+    default), so that a body dripped a byte at a time cannot hold a connection for long."""
+    body_grace_s: float = 5.0
     max_connections: int = 128
     """Open connections at once (uvicorn's limit_concurrency); more get 503."""
     max_inflight_bytes: int = 256 * 1024 * 1024

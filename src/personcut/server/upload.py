@@ -63,16 +63,27 @@ async def read_upload(
 
 async def _read_body(request: Request, settings: Settings, held: Held, limit: int) -> bytes:
     # Counted as they arrive, whatever the headers say (a chunked upload has no Content-Length).
+    # Each chunk must come within read_timeout_s, and the body as a whole must keep up
+    # min_body_rate after body_grace_s: a byte now and then does not keep a connection.
     received = bytearray()
     stream = request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     while True:
+        # The latest the next byte may come: the rate's deadline, or the read timeout.
+        due = start + settings.body_grace_s + (len(received) + 1) / settings.min_body_rate
+        wait = max(0.0, min(settings.read_timeout_s, due - loop.time()))
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), settings.read_timeout_s)
+            chunk = await asyncio.wait_for(stream.__anext__(), wait)
         except StopAsyncIteration:
             break
         except asyncio.TimeoutError as exc:
             raise UploadError(
-                408, "timeout", f"no upload data for {settings.read_timeout_s:g} s"
+                408,
+                "timeout",
+                f"upload too slow: {len(received)} bytes in {loop.time() - start:.0f} s "
+                f"(at least {settings.min_body_rate:g} bytes/s, and data every "
+                f"{settings.read_timeout_s:g} s)",
             ) from exc
         try:
             held.take(len(chunk))
