@@ -44,6 +44,7 @@ def one(
     working_size: int | None,
     fmt: str = "PNG",
     quality: str = "balanced",
+    decontaminate: bool = True,
 ) -> dict:
     from personcut import Segmenter
     from personcut.cutout import CutoutOptions, cutout_image
@@ -51,7 +52,7 @@ def one(
 
     data = photo_bytes(megapixels)
     seg = Segmenter(model, device="cpu", working_size=working_size, quality=quality)
-    options = CutoutOptions(format=fmt)
+    options = CutoutOptions(format=fmt, decontaminate=decontaminate)
 
     def job() -> float:
         """The whole job, as personcut.cutout.cutout runs it with the encoding timed apart;
@@ -73,6 +74,7 @@ def one(
         "megapixels": megapixels,
         "format": fmt,
         "quality": quality,
+        "decontaminate": decontaminate,
         "encode_median_ms": statistics.median(encoding) * 1000,
         "working_size": seg.info.working_size,
         "median_ms": statistics.median(times) * 1000,
@@ -94,6 +96,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--working-size", type=int)
     p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"])
+    p.add_argument("--no-decontaminate", action="store_true", help="keep the photo's colours")
     p.add_argument(
         "--formats",
         nargs="+",
@@ -114,6 +117,7 @@ def main() -> None:
                     args.working_size,
                     args.formats[0],
                     args.quality,
+                    not args.no_decontaminate,
                 )
             )
         )
@@ -146,6 +150,8 @@ def main() -> None:
             if args.working_size:
                 cmd += ["--working-size", str(args.working_size)]
             cmd += ["--quality", args.quality]
+            if args.no_decontaminate:
+                cmd.append("--no-decontaminate")
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode:
                 print(f"{runtime} {mp} MP failed:\n{result.stderr}", file=sys.stderr)

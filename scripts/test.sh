@@ -17,5 +17,5 @@ fi
 python -m pip install -q --upgrade pip
 # torch and torchvision pinned as a pair: these install from local wheels on the team's machines
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[train,serve,video,test]"
+python -m pip install -q -e ".[train,serve,video,test,ray]"
 python -m pytest -q "$@"

@@ -200,7 +200,7 @@ def _output_format(path: Path | None, fmt: str | None) -> str:
 def _plan(args: argparse.Namespace) -> tuple[list[Job], list[str]]:
     """Expand inputs into jobs with their output paths; problems found up front are returned
     as messages (the other files still run)."""
-    from personcut.images import FORMATS
+    from personcut.images import FORMATS, INPUT_EXTENSIONS
 
     ext = {"PNG": ".png", "WEBP": ".webp", "JPEG": ".jpg"}[_output_format(None, args.format)]
     if args.output and Path(args.output).suffix.lower() in FORMATS:
@@ -479,9 +479,6 @@ def _remove_videos(args: argparse.Namespace, videos: list[str], options: CutoutO
     return _report(ok, failures)
 
 
-INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
-
-
 def _add_remove(sub) -> None:
     p = sub.add_parser(
         "remove",
@@ -609,6 +606,63 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from personcut.batch import run
+    from personcut.cutout import OptionError
+
+    options = {"mask": args.mask, "bg": args.bg, "blur": args.blur, "format": args.format or "png"}
+    if args.quality:
+        options["quality"] = args.quality
+    try:
+        counts = run(
+            args.input,
+            args.output,
+            address=args.address,
+            model=args.model,
+            options=options,
+            actors=args.actors,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            progress=not args.quiet,
+        )
+    except ModuleNotFoundError as exc:
+        print(f'personcut batch: {exc}; pip install "personcut[ray]"', file=sys.stderr)
+        return 2
+    except (OptionError, ValueError, OSError) as exc:
+        print(f"personcut batch: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"personcut batch: {counts['done']} done, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped (output exists); manifest {args.output}/manifest.parquet",
+        file=sys.stderr,
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="cut out many photos on Ray Data (needs the [ray] extra)",
+        description="Cut out every photo of INPUT (a folder, a glob, or a .txt/.parquet list of "
+        "paths) into OUTPUT with the same relative names, on a local Ray or a cluster; skips "
+        "photos whose output exists; writes OUTPUT/manifest.parquet.",
+    )
+    p.add_argument("input", help="folder, glob, or .txt / .parquet list of paths")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    p.add_argument("--actors", type=int, help="model copies (default: one per CPU)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--model", help="model file or shipped name; default: the shipped model")
+    p.add_argument("--mask", action="store_true", help="write the 8-bit mask instead")
+    p.add_argument("--bg", metavar="COLOR", help="opaque background colour")
+    p.add_argument("--blur", type=float, default=0.0, help="blur the background by this radius")
+    p.add_argument("--format", choices=["png", "webp", "jpeg"], help="output format (png)")
+    p.add_argument("--quality", choices=["fast", "balanced", "best"])
+    p.add_argument("--max-pixels", type=int, default=100_000_000)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_batch)
+
+
 def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="HTTP API and web page (needs the [serve] extra)")
     p.add_argument("--host", default="127.0.0.1")
@@ -668,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS = [_add_remove, _add_train, _add_evaluate, _add_export, _add_serve]
+_SUBCOMMANDS = [_add_remove, _add_batch, _add_train, _add_evaluate, _add_export, _add_serve]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """The cut-out job in one place: options, decode, predict, compose, encode.
 
 ``remove()``, the command line, the HTTP service, video and the benchmarks all go through here, so
-an option means the same thing everywhere and its checks and messages are written once. One step,
-:func:`_cut`, decodes and predicts; :func:`cutout_image` (a PIL image), :func:`cutout` (encoded
-bytes) and :func:`cutout_many` (a folder, in threads) are shapes over it.
+an option means the same thing everywhere and its checks and messages are written once. One
+step, :func:`cut_photos`, decodes and predicts; :func:`cutout_image` (a PIL image),
+:func:`cutout` (encoded bytes), :func:`cutout_many` (a folder, in threads) and
+:mod:`personcut.batch` (Ray Data) are shapes over it.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class Cut:
         return encode_pixels(pixels, options.format, self.image.info.get("icc_profile"))
 
 
-def _cut(
+def cut_photos(
     segmenter: MaskPredictor,
     images: Sequence[ImageInput],
     max_pixels: int | None,
@@ -209,7 +210,7 @@ def _cut(
 def _one(
     segmenter: MaskPredictor, image: ImageInput, max_pixels: int | None, quality: str | None
 ) -> Cut:
-    (result,) = _cut(segmenter, [image], max_pixels, quality)
+    (result,) = cut_photos(segmenter, [image], max_pixels, quality)
     if isinstance(result, Exception):
         raise result
     return result
@@ -265,7 +266,7 @@ def cutout_many(
     def run(indices: range) -> list[tuple[int, bytes | Exception]]:
         done: list[tuple[int, bytes | Exception]] = []
         quality = per_image[indices[0]].quality  # one mode a batch (the CLI gives one for all)
-        results = _cut(segmenter, [images[i] for i in indices], max_pixels, quality)
+        results = cut_photos(segmenter, [images[i] for i in indices], max_pixels, quality)
         for i, result in zip(indices, results, strict=True):
             if isinstance(result, Cut):
                 try:

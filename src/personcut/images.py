@@ -14,6 +14,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
+INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
+"""Photo files looked for in folders."""
+
 DEFAULT_MAX_PIXELS = 100_000_000
 """Refuse larger images unless raised: a 100 kB PNG can decode to gigabytes (decompression bomb)."""
 
