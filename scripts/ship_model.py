@@ -62,6 +62,13 @@ def main() -> int:
         "were RUN's train.init)",
     )
     p.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="best: the epoch with the best validation person IoU; last: the run's last epoch "
+        "(when other measurements, e.g. benchmarks/false_people.py, chose it)",
+    )
+    p.add_argument(
         "--name",
         default="personcut",
         help="file name in the package: personcut (the default model) or another",
@@ -70,6 +77,14 @@ def main() -> int:
     stages = [read_history(run) for run in [*(args.stages or [])[:-1], args.run]]
     # best.safetensors holds the epoch with the best validation person IoU (first of ties)
     best = max(stages[-1], key=lambda r: r.get("val_person_iou", -1))
+    weights = args.run / "best.safetensors"
+    if args.checkpoint == "last":
+        from personcut.train.checkpoint import load_model, save_safetensors
+
+        best = stages[-1][-1]
+        model, config = load_model(args.run / "last.pt")
+        weights = args.run / "last.safetensors"
+        save_safetensors(model, weights, config)
     history, starts = [], []
     for stage in stages:
         if history:
@@ -77,14 +92,13 @@ def main() -> int:
         history += [{**row, "epoch": len(history) + i} for i, row in enumerate(stage)]
     metadata = {
         "recipe": args.recipe,
-        # epochs of the earlier stages, plus this stage's up to its best checkpoint
+        # epochs of the earlier stages, plus this stage's up to the shipped checkpoint
         "epochs_trained": args.prior_epochs + sum(len(h) for h in stages[:-1]) + best["epoch"] + 1,
         "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
     WEIGHTS.mkdir(exist_ok=True)
     if args.working_size:
         metadata[KEY_WORKING_SIZE] = args.working_size
-    weights = args.run / "best.safetensors"
     metadata["name"] = args.name
     info = export_checkpoint(weights, WEIGHTS / f"{args.name}.onnx", args.fp16, metadata)
     shutil.copyfile(weights, WEIGHTS / f"{args.name}.safetensors")

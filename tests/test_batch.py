@@ -113,3 +113,56 @@ def test_the_predictor_in_a_users_pipeline(photos):
         ray.shutdown()
     assert sorted(Path(r["path"]).name for r in rows) == ["a0.png", "a1.png", "a2.png"]
     assert all(r["status"] == "ok" and r["output"][:8] == b"\x89PNG\r\n\x1a\n" for r in rows)
+
+
+def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path):
+    import os
+    import signal
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = scene_photo().resize((640, 480))
+    for i in range(80):
+        photo.rotate(i % 11).save(folder / f"p{i:03d}.png")
+    out = tmp_path / "out"
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "personcut",
+            "batch",
+            str(folder),
+            "-o",
+            str(out),
+            "-q",
+            "--batch-size",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("*.png"))) < 3:  # the job is under way
+        assert job.poll() is None and time.monotonic() < deadline, job.stderr.read()
+        time.sleep(0.1)
+    workers = [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and b"MapWorker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert workers, "no Ray worker found to kill"
+    os.kill(workers[0], signal.SIGKILL)
+    written_before = len(list(out.glob("*.png")))
+    _, err = job.communicate(timeout=600)
+    assert job.returncode == 0, err[-2000:]
+    assert written_before < 80  # the kill came mid-job
+    made = sorted(p.name for p in out.glob("*.png"))
+    assert made == [f"p{i:03d}.png" for i in range(80)]
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert sorted(Path(r["path"]).name for r in rows) == [f"p{i:03d}.png" for i in range(80)]
+    assert {r["status"] for r in rows} == {"ok"}
+    ref = tmp_path / "ref"
+    assert main(["remove", str(folder / "p007.png"), "-o", str(ref / "p007.png"), "-q"]) == 0
+    assert (out / "p007.png").read_bytes() == (ref / "p007.png").read_bytes()

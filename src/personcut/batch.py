@@ -231,6 +231,10 @@ def run(
     counts["failed"] = sum(s != "ok" for s in rows["status"])
     output_dir.mkdir(parents=True, exist_ok=True)
     types = _types()
+    # Ray may hand an all-None column back as NaN floats: text columns keep strings only.
+    for key, kind in types.items():
+        if kind == pa.string():
+            rows[key] = [x if isinstance(x, str) else None for x in rows[key]]
     table = pa.table({k: pa.array(rows[k], type=types[k]) for k in MANIFEST_COLUMNS})
     write_atomic(output_dir / "manifest.parquet", lambda tmp: pq.write_table(table, tmp))
     return counts
