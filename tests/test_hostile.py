@@ -442,3 +442,90 @@ def test_an_early_error_closes_the_connection(strict_server):
     answer = read_all(s, seconds=20)
     assert b" 413 " in answer and answer.endswith(b"<closed>")
     assert b"connection: close" in answer.lower()
+
+
+def test_a_client_that_leaves_mid_upload_is_no_traceback():
+    pytest.importorskip("fastapi")
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from personcut.server.admission import Admission
+    from personcut.server.settings import Settings
+    from personcut.server.upload import Held, UploadError, _read_body
+
+    class Leaving:
+        def stream(self):
+            async def chunks():
+                yield b"abc"
+                raise ClientDisconnect()
+
+            return chunks()
+
+    admission = Admission(10, 10**9)
+    held = Held(admission)
+    with pytest.raises(UploadError) as exc:
+        asyncio.run(_read_body(Leaving(), Settings(), held, 10**6))
+    assert exc.value.error == "disconnected"
+    held.release()
+    assert admission.bytes == 0
+
+
+def server_pid(port: int) -> int:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in cmd and str(port).encode() in cmd:
+                return int(pid)
+    raise AssertionError("server process not found")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_memory_returns_after_a_burst_of_large_uploads(tiny_onnx):
+    pytest.importorskip("uvicorn")
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from conftest import live_server
+
+    body = os.urandom(19 * 1024 * 1024)
+    with live_server(tiny_onnx) as url:
+        pid = server_pid(urllib.parse.urlparse(url).port)
+        base = rss_mb(pid)
+        codes = []
+
+        def upload():
+            req = urllib.request.Request(
+                url + "/api/remove", data=body, headers={"content-type": "image/png"}
+            )
+            try:
+                urllib.request.urlopen(req, timeout=120)
+            except urllib.error.HTTPError as exc:
+                codes.append(exc.code)
+
+        threads = [threading.Thread(target=upload) for _ in range(30)]
+        for t in threads:
+            t.start()
+        peak = 0.0
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.05)
+        for _ in range(50):  # let the server finish letting go (it trims as the count empties)
+            after = rss_mb(pid)
+            if after < base + 150:
+                break
+            time.sleep(0.2)
+        assert codes and set(codes) <= {415, 503}  # not images; some turned away when full
+        assert peak > base + 150  # the burst did take memory
+        assert after < base + 150, f"base {base:.0f} MB, peak {peak:.0f}, after {after:.0f}"

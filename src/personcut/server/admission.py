@@ -4,7 +4,26 @@ instead of piling up, so memory stays flat under load."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import threading
+
+TRIM_AFTER = 64 * 1024 * 1024
+"""Upload bytes let go since the last trim after which memory is handed back to the system."""
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere: freed upload buffers stay in the allocator's
+    arenas (a burst of 30 uploads of 19 MB left the server at 1.1 GB) until trimmed."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
 
 
 class Busy(Exception):
@@ -17,6 +36,7 @@ class Admission:
     def __init__(self, max_jobs: int, max_bytes: int) -> None:
         self.max_jobs, self.max_bytes = max_jobs, max_bytes
         self.jobs = self.bytes = 0
+        self.freed = 0  # upload bytes let go since the last trim
         self._lock = threading.Lock()
 
     def take_bytes(self, n: int) -> None:
@@ -29,6 +49,15 @@ class Admission:
     def give_bytes(self, n: int) -> None:
         with self._lock:
             self.bytes -= n
+            self.freed += n
+            trim = self.bytes == 0 and self.freed >= TRIM_AFTER and _TRIM is not None
+            if trim:
+                self.freed = 0
+        if trim:  # no upload held and many freed: give the memory back (a few ms)
+            # Failed jobs keep their upload alive through exception tracebacks (reference
+            # cycles) until the collector runs, which an idle server rarely triggers.
+            gc.collect()
+            _TRIM(0)
 
     def take_job(self) -> None:
         """Admit one more job, or raise Busy."""

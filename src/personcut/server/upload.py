@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from personcut.server.admission import Admission, Busy
 from personcut.server.settings import Settings
@@ -77,6 +78,8 @@ async def _read_body(request: Request, settings: Settings, held: Held, limit: in
             chunk = await asyncio.wait_for(stream.__anext__(), wait)
         except StopAsyncIteration:
             break
+        except ClientDisconnect as exc:  # the client left: nothing to answer, no traceback
+            raise UploadError(400, "disconnected", "the client closed the upload") from exc
         except asyncio.TimeoutError as exc:
             raise UploadError(
                 408,
