@@ -4,7 +4,10 @@
 #   2. configs/default.yaml: EfficientNet-Lite0 U-Net from ImageNet weights      -> runs/default
 #   3. configs/default_stage2.yaml: 20 more epochs from stage 1's best at lr 3e-4 -> runs/default_stage2
 #   4. configs/default_stage3.yaml: 16 more from stage 2's best, more scenes, 224 crops -> runs/default_stage3
-#   5. ship stage 3's best epoch (weights/personcut.*) and redraw the README pictures
+#   5. configs/default_stage4.yaml: stage 3 on persons-train alone, stopped after 600 steps
+#   6. configs/default_stage5.yaml, default_stage6.yaml: photo-look augmentations, close-ups and
+#      hard negatives (the even half of backdrops-extra)
+#   7. ship stage 6's last epoch (weights/personcut.*) and redraw the README pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -14,6 +17,10 @@ python scripts/pseudo_label.py
 personcut train --config configs/default.yaml
 personcut train --config configs/default_stage2.yaml
 personcut train --config configs/default_stage3.yaml
-python scripts/ship_model.py runs/default_stage3 --working-size 320 \
-  --stages runs/default runs/default_stage2 runs/default_stage3
+personcut train --config configs/default_stage4.yaml --stop-after 6
+personcut train --config configs/default_stage5.yaml
+personcut train --config configs/default_stage6.yaml
+python scripts/ship_model.py runs/default_stage6 --checkpoint last --working-size 320 \
+  --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
+  runs/default_stage5 runs/default_stage6
 python scripts/make_examples.py
