@@ -17,9 +17,11 @@ manifest. Ray is imported only here: the base install stays free of it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +173,6 @@ def run(
     a killed job loses nothing already written). Writes ``output_dir/manifest.parquet`` (one row
     a photo of this run: path, output, status, error, width, height, person fraction, ms).
     Returns the counts: done, failed, skipped."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import ray
-    from tqdm import tqdm
-
-    from personcut.files import write_atomic
-
     options = options or {}
     fmt = CutoutOptions(**options).format  # options checked before Ray starts
     paths, root = list_inputs(source)
@@ -185,64 +180,99 @@ def run(
     root = os.path.abspath(root) if root else root
     output_dir = Path(output_dir).resolve()
     todo = [p for p in paths if not output_path(p, root, str(output_dir), fmt).is_file()]
-    counts = {"done": 0, "failed": 0, "skipped": len(paths) - len(todo)}
     rows: dict[str, list] = {k: [] for k in MANIFEST_COLUMNS}
     if todo:
-        address = address or os.environ.get("RAY_ADDRESS")
-        started = not ray.is_initialized()
+        predictor = {
+            "model": model,
+            "options": options,
+            "max_pixels": max_pixels,
+            "output_dir": str(output_dir),
+            "root": root,
+        }
+        with _ray_session(address or os.environ.get("RAY_ADDRESS")):
+            _stream(todo, predictor, actors, batch_size, progress, rows)
+    _write_manifest(rows, output_dir / "manifest.parquet")
+    failed = sum(s != "ok" for s in rows["status"])
+    return {
+        "done": len(rows["status"]) - failed,
+        "failed": failed,
+        "skipped": len(paths) - len(todo),
+    }
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None) -> Iterator[None]:
+    """Ray for the job: the cluster at ``address``, or a local one started (and stopped) here;
+    an already initialised Ray is used as it is."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours counts photos
+    context.print_on_execution_start = False
+    try:
+        yield
+    finally:
         if started:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # ours counts photos
-        context.print_on_execution_start = False
-        try:
-            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            pool = actors or cpus
-            ds = ray.data.from_items([{"path": p} for p in todo])
-            ds = ds.map_batches(
-                CutoutPredictor,
-                fn_constructor_kwargs={
-                    "model": model,
-                    "options": options,
-                    "threads": max(1, cpus // pool),
-                    "max_pixels": max_pixels,
-                    "output_dir": str(output_dir),
-                    "root": root,
-                },
-                concurrency=pool,
-                batch_size=batch_size,
-                num_cpus=max(1, cpus // pool),
-            )
-            bar = tqdm(total=len(todo), unit="img", desc="batch", disable=not progress)
-            for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-                for key in MANIFEST_COLUMNS:
-                    rows[key].extend(batch[key].tolist())
-                bar.update(len(batch["path"]))
-            bar.close()
-        finally:
-            if started:
-                ray.shutdown()
-    counts["done"] = sum(s == "ok" for s in rows["status"])
-    counts["failed"] = sum(s != "ok" for s in rows["status"])
-    output_dir.mkdir(parents=True, exist_ok=True)
-    types = _types()
-    # Ray may hand an all-None column back as NaN floats: text columns keep strings only.
-    for key, kind in types.items():
-        if kind == pa.string():
-            rows[key] = [x if isinstance(x, str) else None for x in rows[key]]
-    table = pa.table({k: pa.array(rows[k], type=types[k]) for k in MANIFEST_COLUMNS})
-    write_atomic(output_dir / "manifest.parquet", lambda tmp: pq.write_table(table, tmp))
-    return counts
+            ray.shutdown()
 
 
-def _types():
+def _stream(
+    todo: list[str],
+    predictor: dict[str, Any],
+    actors: int | None,
+    batch_size: int,
+    progress: bool,
+    rows: dict[str, list],
+) -> None:
+    """Run the photos through a pool of CutoutPredictor actors (one per CPU unless ``actors``),
+    adding their manifest rows to ``rows`` as they stream back."""
+    import ray
+    from tqdm import tqdm
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pool = actors or cpus
+    share = max(1, cpus // pool)  # each actor's CPUs, and its ONNX Runtime threads
+    # Paths, not bytes: the actors read the files, so no read stage competes for the CPUs (a
+    # read_binary_files stage with actors on every CPU got none and hung).
+    ds = ray.data.from_items([{"path": p} for p in todo]).map_batches(
+        CutoutPredictor,
+        fn_constructor_kwargs={**predictor, "threads": share},
+        concurrency=pool,
+        batch_size=batch_size,
+        num_cpus=share,
+    )
+    with tqdm(total=len(todo), unit="img", desc="batch", disable=not progress) as bar:
+        for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            for key in MANIFEST_COLUMNS:
+                rows[key].extend(batch[key].tolist())
+            bar.update(len(batch["path"]))
+
+
+def _write_manifest(rows: dict[str, list], path: Path) -> None:
+    """The rows as a Parquet file, written atomically."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from personcut.files import write_atomic
 
     text, whole, real = pa.string(), pa.int64(), pa.float64()
-    kinds = (text, text, text, text, whole, whole, real, real)
-    return dict(zip(MANIFEST_COLUMNS, kinds, strict=True))
+    types = dict(
+        zip(MANIFEST_COLUMNS, (text, text, text, text, whole, whole, real, real), strict=True)
+    )
+    # Ray may hand an all-None column back as NaN floats: text columns keep strings only.
+    columns = {
+        k: pa.array([x if isinstance(x, str) else None for x in rows[k]], type=t)
+        if t == text
+        else pa.array(rows[k], type=t)
+        for k, t in types.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: pq.write_table(pa.table(columns), tmp))

@@ -58,8 +58,8 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
     if settings.api_key is None:
         settings.api_key = os.environ.get("PERSONCUT_API_KEY") or None
     seg = segmenter or Segmenter(threads=threads_per_worker(settings.workers))
-    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="personcut")
     admission = Admission(settings.workers + settings.queue_size, settings.max_inflight_bytes)
+    jobs = Jobs(seg, settings, admission)
 
     app = FastAPI(
         title="personcut",
@@ -89,37 +89,38 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
         decontaminate: bool = Query(True, description="the person's own colour at the edges"),
     ) -> Response:
         _check_key(request, settings.api_key)
+        query = {"mask": mask, "bg": bg, "blur": blur, "crop": crop, "threshold": threshold}
+        query.update(format=format, quality=quality, decontaminate=decontaminate)
         held = Held(admission)
         try:
             body, form = await read_upload(request, settings, held)
-            # Form fields (from the web page) override the query string. Form values arrive as
-            # text, unchecked by FastAPI: CutoutOptions checks the merged values by one set of
-            # rules.
-            try:
-                options = CutoutOptions(
-                    mask=_flag(form.get("mask"), mask),
-                    crop=_flag(form.get("crop"), crop),
-                    bg=form.get("bg") or bg,
-                    blur=_number(form, "blur", blur),
-                    threshold=_number(form, "threshold", threshold),
-                    format=form.get("format") or format,
-                    quality=form.get("quality") or quality,
-                    decontaminate=_flag(form.get("decontaminate"), decontaminate),
-                )
-            except ValueError as exc:
-                raise ApiError(422, "invalid_option", str(exc)) from exc
-            return await run_cutout(body, options)
+            return await jobs.run(body, _options(form, query))
         finally:
             held.release()  # whatever happened: the upload's bytes are let go
 
-    async def run_cutout(body: bytes, options: CutoutOptions) -> Response:
+    _info_routes(app, seg, settings)
+    app.state.settings = settings
+    app.state.admission = admission
+    app.state.segmenter = seg
+    return app
+
+
+class Jobs:
+    """Cut-outs run in a bounded pool off the event loop, admitted or turned away (503)."""
+
+    def __init__(self, seg: Segmenter, settings: Settings, admission: Admission) -> None:
+        self.seg, self.settings, self.admission = seg, settings, admission
+        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="personcut")
+
+    async def run(self, body: bytes, options: CutoutOptions) -> Response:
         """Admit the job (or 503), run it in the pool, answer within the timeout (or 504)."""
+        settings = self.settings
         try:
-            admission.take_job()
+            self.admission.take_job()
         except Busy as exc:
             raise ApiError(503, "busy", str(exc), {"Retry-After": "1"}) from exc
-        future = pool.submit(cutout, seg, body, options, settings.max_pixels)
-        future.add_done_callback(admission.give_job)  # freed when the work ends, not on timeout
+        future = self.pool.submit(cutout, self.seg, body, options, settings.max_pixels)
+        future.add_done_callback(self.admission.give_job)  # freed when the work ends
         try:
             data = await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
         except asyncio.TimeoutError as exc:
@@ -134,11 +135,24 @@ def create_app(segmenter: Segmenter | None = None, settings: Settings | None = N
             raise ApiError(IMAGE_ERROR_STATUS.get(exc.kind, 400), exc.kind, message) from exc
         return Response(data, media_type=MEDIA_TYPES[options.format])
 
-    _info_routes(app, seg, settings)
-    app.state.settings = settings
-    app.state.admission = admission
-    app.state.segmenter = seg
-    return app
+
+def _options(form: dict[str, str], query: dict) -> CutoutOptions:
+    """The options of a request: form fields (from the web page) override the query string.
+    Form values arrive as text, unchecked by FastAPI: CutoutOptions checks the merged values by
+    one set of rules (422 for a bad one)."""
+    try:
+        return CutoutOptions(
+            mask=_flag(form.get("mask"), query["mask"]),
+            crop=_flag(form.get("crop"), query["crop"]),
+            bg=form.get("bg") or query["bg"],
+            blur=_number(form, "blur", query["blur"]),
+            threshold=_number(form, "threshold", query["threshold"]),
+            format=form.get("format") or query["format"],
+            quality=form.get("quality") or query["quality"],
+            decontaminate=_flag(form.get("decontaminate"), query["decontaminate"]),
+        )
+    except ValueError as exc:
+        raise ApiError(422, "invalid_option", str(exc)) from exc
 
 
 def serve(app: FastAPI, host: str, port: int, settings: Settings) -> None:
