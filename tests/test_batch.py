@@ -166,3 +166,19 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path):
     ref = tmp_path / "ref"
     assert main(["remove", str(folder / "p007.png"), "-o", str(ref / "p007.png"), "-q"]) == 0
     assert (out / "p007.png").read_bytes() == (ref / "p007.png").read_bytes()
+
+
+def test_the_predictor_does_not_list_its_folder_for_every_photo(photos, tmp_path, monkeypatch):
+    import os
+
+    import numpy as np
+
+    from personcut.batch import CutoutPredictor
+
+    predictor = CutoutPredictor(output_dir=str(tmp_path / "out"), root=str(photos))
+    paths = sorted(str(p) for p in photos.glob("a*.png"))
+    listings = []
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": listings.append(p) or real(p))
+    rows = predictor({"path": np.array(paths, dtype=object)})
+    assert list(rows["status"]) == ["ok"] * 3 and listings == []

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from personcut.cutout import Cut, CutoutOptions, cut_photos
+from personcut.files import remove_leftovers
 from personcut.images import DEFAULT_MAX_PIXELS
 
 MANIFEST_COLUMNS = ("path", "output", "status", "error", "width", "height", "person_fraction", "ms")
@@ -104,7 +105,9 @@ class CutoutPredictor:
 
         target = output_path(path, self.root, self.output_dir, self.options.format)
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, data)
+        # Leftovers of killed runs were removed once for the whole job (run): listing the
+        # folder here, for every photo, would be quadratic in the folder's size.
+        write_atomic(target, data, clean=False)
         return str(target)
 
 
@@ -182,6 +185,8 @@ def run(
     todo = [p for p in paths if not output_path(p, root, str(output_dir), fmt).is_file()]
     rows: dict[str, list] = {k: [] for k in MANIFEST_COLUMNS}
     if todo:
+        # What killed earlier runs left beside these outputs, one listing per folder.
+        remove_leftovers([output_path(p, root, str(output_dir), fmt) for p in todo])
         predictor = {
             "model": model,
             "options": options,
