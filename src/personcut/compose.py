@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageFilter, ImageOps
 
 from personcut.images import STRIP_PIXELS, ImageInput, load_image
+from personcut.refine import _box
 
 RGB = tuple[int, int, int]
 
@@ -114,25 +115,12 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def _blur_means(fg: np.ndarray, bg: np.ndarray, a: np.ndarray, r: int) -> np.ndarray:
     """Alpha-weighted local means of the foreground and background colours: HxWx6 (F, B)."""
-    sums = _box_mean(np.concatenate([fg * a, bg * (1 - a), a], axis=-1), r)
+    stack = np.concatenate([fg * a, bg * (1 - a), a], axis=-1).transpose(2, 0, 1)
+    sums = _box(np.ascontiguousarray(stack), r).transpose(1, 2, 0)  # the guided filter's box
     blurred_a = sums[..., 6:]
     return np.concatenate(
         [sums[..., :3] / (blurred_a + 1e-5), sums[..., 3:6] / ((1 - blurred_a) + 1e-5)], axis=-1
     )
-
-
-def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
-    """Mean over (2r+1)^2 windows of an HxWxC array, clipped at the borders: running sums
-    along each axis in turn, so any radius costs the same."""
-    for axis in (0, 1):
-        n = x.shape[axis]
-        run = np.zeros((n + 1,) + x.shape[:axis] + x.shape[axis + 1 :], np.float32)
-        np.cumsum(np.moveaxis(x, axis, 0), axis=0, out=run[1:])
-        lo = np.clip(np.arange(n) - r, 0, n)
-        hi = np.clip(np.arange(n) + r + 1, 0, n)
-        count = (hi - lo).astype(np.float32).reshape((n,) + (1,) * (x.ndim - 1))
-        x = np.moveaxis((run[hi] - run[lo]) / count, 0, axis)
-    return np.ascontiguousarray(x)
 
 
 def compose_array(
