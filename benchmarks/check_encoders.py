@@ -101,7 +101,7 @@ def main() -> int:
         top1 = top5 = 0
         for path, category in items:
             with Image.open(path) as im:
-                rgb = np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC))
+                rgb = np.array(im.convert("RGB").resize((size, size), Image.BICUBIC))
             x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
             with torch.inference_mode():
                 ranked = model((x - 0.5) / 0.5)[0].argsort(descending=True)[:5].tolist()

@@ -120,6 +120,8 @@ def main() -> int:
         help="pack every second photo of backdrops-extra (the half the recipe trains on)",
     )
     args = p.parse_args()
+    if args.out.exists():  # a pack made earlier (other settings, older files): start afresh
+        shutil.rmtree(args.out)
     for name in args.sets:
         if not (args.data / name).is_dir():
             raise SystemExit(
