@@ -3,10 +3,12 @@
 The device tool carries at most 64 MiB, and that counts the whole working tree: the tracked files
 alone are about 44 MiB now (the two shipped models, each as .onnx and .safetensors), which leaves
 about 20 MiB for data. ../shared/data's packs come to well over that as they are (persons-train
-56 MiB, backdrops-extra 51 MiB), so photos are re-encoded as WebP (quality 60, long side 320 px:
-the recipe trains on 224 px crops) and masks written as 1-bit PNGs without changing a pixel after
-the resize (nearest neighbour, then >= 128 person, as the loaders read them). A photo already
-smaller than that is kept as it is. Hard negatives (``backdrops-extra``) can be packed by half
+56 MiB, backdrops-extra 51 MiB), so photos are re-encoded as WebP at quality 50, photos of
+people at a long side of 288 px (the recipe trains on 224 px crops), person-free ones at 256, and
+masks written as 1-bit PNGs, resized with their photo by nearest neighbour (then >= 128 person,
+as the loaders read them). At the defaults the hand-labelled packs and half the negatives come to
+about 20 MiB: self-training labels (data/pseudo-self, 3,113 photos) do not fit beside them.
+Hard negatives (``backdrops-extra``) can be packed by half
 (``--negatives-half even``, the half the recipe trains on), keeping each folder's order so
 ``data.negatives_half`` is not needed there. The script ends by adding up what would travel
 (tracked files + this folder) and fails when it is over the limit.
@@ -106,8 +108,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "carry" / "data")
-    p.add_argument("--quality", type=int, default=60, help="WebP quality of the re-encoded photos")
-    p.add_argument("--long-side", type=int, default=320, help="photos shrunk to this long side")
+    p.add_argument("--quality", type=int, default=50, help="WebP quality of the re-encoded photos")
+    p.add_argument("--long-side", type=int, default=288, help="photos of people: long side")
+    p.add_argument("--backdrop-side", type=int, default=256, help="person-free photos: long side")
     p.add_argument(
         "--sets",
         nargs="+",
@@ -128,7 +131,9 @@ def main() -> int:
                 f"{args.data / name}: not a folder (is ../shared/data beside the repo?)"
             )
         half = args.negatives_half if name == "backdrops-extra" else None
-        pack_folder(args.data / name, args.out / name, args.long_side, args.quality, half)
+        people = (args.data / name / "images").is_dir()
+        side = args.long_side if people else args.backdrop_side
+        pack_folder(args.data / name, args.out / name, side, args.quality, half)
     tree, packed = travelling_bytes(args.out)
     mib = 2**20
     print(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training runs of the recipe on a lent GPU machine, as one command whose results come back.
 #
-# Here, once:   python scripts/pack_for_device.py          # data -> carry/data (fits 64 MiB?)
+# Here, once:   python scripts/pack_for_device.py          # data -> carry/data (~20 MiB)
 # Device call:  run(command="CONFIG=configs/default_stage8.yaml bash scripts/train_on_device.sh s8",
 #                   carry=["carry"])
 # Each NAME [--set ...] group trains $CONFIG (default configs/classic.yaml) with those overrides on

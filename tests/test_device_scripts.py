@@ -41,7 +41,7 @@ def test_pack_then_train_the_default_recipe_on_the_pack(tmp_path):
     _data_tree(data)
     sets = ["persons-train", "persons-val", "pseudo-self", "backgrounds", "backdrops-extra"]
     cmd = [sys.executable, "scripts/pack_for_device.py", "--data", str(data), "--out", str(packed)]
-    cmd += ["--long-side", "64", "--sets", *sets]
+    cmd += ["--long-side", "64", "--backdrop-side", "64", "--sets", *sets]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "of the device tool's 64 MiB" in result.stdout
