@@ -5,9 +5,11 @@ encoder takes longer per step. One at a time, on an otherwise idle machine.
 
     python benchmarks/compare_encoders.py                  # 4 epochs x 60 steps each
     python benchmarks/compare_encoders.py --epochs 2 --steps 20 --encoders efficientnet_lite0
+    python benchmarks/compare_encoders.py --time-only    # the runs kept, their networks timed again
 
 Writes benchmarks/results/compare_encoders.json and .png (person IoU against training minutes),
-and keeps each run under runs/encoders/.
+with each network's time on a 320 x 256 input (ONNX Runtime, best of 15: what it costs at run
+time), and keeps each run under runs/encoders/.
 """
 
 from __future__ import annotations
@@ -60,10 +62,19 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "encoders")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/compare_encoders")
+    parser.add_argument(
+        "--time-only", action="store_true", help="keep the runs there, time their networks again"
+    )
     args = parser.parse_args()
     results = {}
+    if args.time_only:
+        results = json.loads(args.out.with_suffix(".json").read_text())
     for encoder in args.encoders:
         run = args.runs / encoder
+        if args.time_only:
+            results[encoder]["network_ms_320x256"] = network_ms(run)
+            print(encoder, results[encoder]["network_ms_320x256"], "ms", flush=True)
+            continue
         overrides = [
             *RECIPE,
             f"model.encoder={encoder}",
@@ -84,12 +95,36 @@ def main() -> int:
             "steps": [(i + 1) * args.steps for i in range(len(rows))],
             **{k: [round(float(r[k]), 4) for r in rows] for k in sources},
             "images_per_s": [round(float(r["train_images_per_s"]), 2) for r in rows],
+            "network_ms_320x256": network_ms(run),
         }
         print(encoder, json.dumps(results[encoder]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out.with_suffix(".png"))
     return 0
+
+
+def network_ms(run: Path, repeats: int = 15) -> float:
+    """The run's last epoch exported to ONNX (parity-checked), then the network alone on a
+    320 x 256 input through ONNX Runtime on all cores: the best of ``repeats``, in ms."""
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from personcut.train.export import export_checkpoint
+
+    onnx = run / "last.onnx"
+    export_checkpoint(run / "last.pt", onnx)
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.zeros((1, 3, 256, 320), np.float32)}
+    session.run(None, feed)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 1)
 
 
 def plot(results: dict, path: Path) -> None:
