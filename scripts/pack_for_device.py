@@ -31,8 +31,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from personcut.scoring import IMAGE_EXTENSIONS
+from personcut.train.data.transforms import person_free_photos
+
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # personcut.scoring's, without importing it
 
 
 LIMIT = 64 * 2**20
@@ -69,12 +71,10 @@ def pack_folder(src: Path, dst: Path, long_side: int, quality: int, half: str | 
     """Pack an images/ + masks/ (+ ignore/) pair folder, or a tree of person-free photos."""
     pairs = (src / "images").is_dir()
     image_dir = src / "images" if pairs else src
-    photos = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if half and not pairs:  # every second photo of each folder, as data.negatives_half picks
-        by_folder: dict[Path, list[Path]] = {}
-        for path in photos:
-            by_folder.setdefault(path.parent, []).append(path)
-        photos = [p for group in by_folder.values() for p in group[(half == "odd") :: 2]]
+    if pairs:
+        photos = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    else:  # the photos (or the half of each folder) that data.negatives_half would train on
+        photos = person_free_photos([src], half)
     for path in tqdm(photos, desc=src.name):
         target = (dst / "images" if pairs else dst) / path.relative_to(image_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
