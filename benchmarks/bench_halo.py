@@ -61,10 +61,10 @@ def pure_colour(photo: np.ndarray, person: np.ndarray, alpha: np.ndarray) -> np.
     person with the original background, so in the soft band (and 2 px inside it) the colour
     is extended from the person's interior (alpha-free pixels 3 px inside the mask) by a
     normalised box blur. Elsewhere P is the photo."""
-    from personcut.refine import _box
+    from personcut.refine import box_mean
 
     def _box_mean(x: np.ndarray, r: int) -> np.ndarray:  # HxWxC, the guided filter's box
-        return _box(np.ascontiguousarray(x.transpose(2, 0, 1)), r).transpose(1, 2, 0)
+        return box_mean(np.ascontiguousarray(x.transpose(2, 0, 1)), r).transpose(1, 2, 0)
 
     interior = (
         np.asarray(Image.fromarray(person.astype(np.uint8) * 255).filter(ImageFilter.MinFilter(7)))

@@ -240,7 +240,7 @@ def test_png_output_is_exact_and_keeps_the_profile_with_or_without_fpng(fast, mo
 
 
 def test_fast_guided_filter_matches_the_reference_formula():
-    from personcut.refine import _box, guided_upsample
+    from personcut.refine import box_mean, guided_upsample
     from personcut.refine import gray as _gray
 
     rng = np.random.default_rng(3)
@@ -249,10 +249,12 @@ def test_fast_guided_filter_matches_the_reference_formula():
     prob = rng.random((24, 32)).astype(np.float32)
     # The filter as first written: float guide, levels applied afterwards.
     g_low, g_full = _gray(small), _gray(full)
-    mean_i, mean_p = _box(g_low, 2), _box(prob, 2)
-    a = (_box(g_low * prob, 2) - mean_i * mean_p) / (_box(g_low * g_low, 2) - mean_i**2 + 1e-3)
+    mean_i, mean_p = box_mean(g_low, 2), box_mean(prob, 2)
+    a = (box_mean(g_low * prob, 2) - mean_i * mean_p) / (
+        box_mean(g_low * g_low, 2) - mean_i**2 + 1e-3
+    )
     b = mean_p - a * mean_i
-    a, b = _box(a, 2), _box(b, 2)
+    a, b = box_mean(a, 2), box_mean(b, 2)
     up = [
         np.asarray(Image.fromarray(x.astype(np.float32), "F").resize((97, 71), Image.BILINEAR))
         for x in (a, b)
@@ -267,16 +269,16 @@ def test_box_filter_is_exact_at_the_working_size():
     """Means of 5x5 windows (clipped at the borders) of a working-size map, in float32, against
     float64 brute force. A 2-D prefix sum in float32 was off by ~5e-4 here, which the guided
     filter's division by a small variance magnifies."""
-    from personcut.refine import _box
+    from personcut.refine import box_mean
 
     rng = np.random.default_rng(5)
     x = rng.random((240, 320))
-    got = _box(x.astype(np.float32), 2)
+    got = box_mean(x.astype(np.float32), 2)
     padded = np.pad(x, 2, constant_values=np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
     expected = np.nanmean(windows, axis=(-2, -1))
     assert got.dtype == np.float32 and np.abs(got - expected).max() < 2e-5
-    stacked = _box(np.stack([x, 1 - x]).astype(np.float32), 2)  # one pass over a stack
+    stacked = box_mean(np.stack([x, 1 - x]).astype(np.float32), 2)  # one pass over a stack
     assert np.allclose(stacked[0], got) and np.allclose(stacked[1], 1 - got, atol=2e-5)
 
 
@@ -322,12 +324,14 @@ def test_full_size_steps_in_strips_match_the_whole_photo_formulas():
     gray = rng.integers(0, 255, (h, w), dtype=np.uint8)
     got = guided_upsample(prob, g_low, gray, radius=2)
     # The same coefficients upsampled in one piece (radius 2, eps 1e-3, as the default).
-    from personcut.refine import _box
+    from personcut.refine import box_mean
 
-    mean_i, mean_p = _box(g_low, 2), _box(prob, 2)
-    a = (_box(g_low * prob, 2) - mean_i * mean_p) / (_box(g_low * g_low, 2) - mean_i**2 + 1e-3)
+    mean_i, mean_p = box_mean(g_low, 2), box_mean(prob, 2)
+    a = (box_mean(g_low * prob, 2) - mean_i * mean_p) / (
+        box_mean(g_low * g_low, 2) - mean_i**2 + 1e-3
+    )
     b = mean_p - a * mean_i
-    a, b = _box(a, 2), _box(b, 2)
+    a, b = box_mean(a, 2), box_mean(b, 2)
     up = [
         np.asarray(Image.fromarray(x.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
         for x in (a / 255.0, b)

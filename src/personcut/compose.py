@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageFilter, ImageOps
 
 from personcut.images import STRIP_PIXELS, ImageInput, load_image
-from personcut.refine import _box
+from personcut.refine import box_mean
 
 RGB = tuple[int, int, int]
 
@@ -124,7 +124,7 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def _blur_means(fg: np.ndarray, bg: np.ndarray, a: np.ndarray, r: int) -> np.ndarray:
     """Alpha-weighted local means of the foreground and background colours: HxWx6 (F, B)."""
     stack = np.concatenate([fg * a, bg * (1 - a), a], axis=-1).transpose(2, 0, 1)
-    sums = _box(np.ascontiguousarray(stack), r).transpose(1, 2, 0)  # the guided filter's box
+    sums = box_mean(np.ascontiguousarray(stack), r).transpose(1, 2, 0)  # the guided filter's box
     blurred_a = sums[..., 6:]
     return np.concatenate(
         [sums[..., :3] / (blurred_a + 1e-5), sums[..., 3:6] / ((1 - blurred_a) + 1e-5)], axis=-1

@@ -17,7 +17,7 @@ background) leave a ghost of the old background in every cutout, and near-certai
 slightly see-through. Symmetric about 0.5, so a mask thresholded at 0.5 is unchanged."""
 
 
-def _box(x: np.ndarray, r: int) -> np.ndarray:
+def box_mean(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over (2r+1)^2 windows of the last two axes, clipped at the borders, so a stack of
     maps is filtered in one pass. For the small radius used here, adding 2r+1 shifted slices of
     a zero-padded copy along each axis is faster than prefix sums (and exact in float32: a
@@ -54,12 +54,12 @@ def guided_upsample(
     """
     guide_low, prob = guide_low.astype(np.float32), prob.astype(np.float32)
     # The four means in one pass over a stack, and the coefficients' means in another.
-    mean_i, mean_p, mean_ip, mean_ii = _box(
+    mean_i, mean_p, mean_ip, mean_ii = box_mean(
         np.stack([guide_low, prob, guide_low * prob, guide_low * guide_low]), radius
     )
     a = (mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + eps)
     b = mean_p - a * mean_i
-    a, b = _box(np.stack([a, b]), radius)
+    a, b = box_mean(np.stack([a, b]), radius)
     if stretch is not None:
         low, high = stretch
         check_levels(low, high)
