@@ -14,6 +14,8 @@ with the person laid over B2 directly, A P + (1 - A) B2. Reported: the mean abso
 error (0-255, averaged over channels) in the edge band (where 0 < A < 1, grown by 3 px), and
 over the whole photo; and the fringe alone, the same error against a P + (1 - a) B2 with the
 tool's own alpha a, so that only the colour a cut-out carries counts, not where its edge lies.
+One more row bounds what colour estimation alone can do: personcut's cut-out alpha with colours
+decontaminated using the true alpha A (the rest of its fringe is the alpha's own error).
 Rivals give an alpha only; their cut-outs carry I1's colours, as their own cut-outs do (rembg's
 remove() without alpha matting). Picture: benchmarks/results/halo.png.
 """
@@ -32,6 +34,7 @@ from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
+BOUND = "personcut alpha, colours from the true alpha (bound)"
 TINTS = [(255, 0, 255), (0, 255, 0), (0, 128, 255), (255, 140, 0), (255, 255, 0), (0, 255, 255)]
 
 
@@ -153,6 +156,7 @@ def main() -> int:
     args = p.parse_args()
 
     from personcut import Segmenter
+    from personcut.compose import decontaminate
     from personcut.cutout import CutoutOptions, cutout_image
 
     seg = Segmenter(device="cpu")
@@ -173,6 +177,15 @@ def main() -> int:
             row["fringe"].append(fringe(cut, i1, alpha, b2, truth, band))
             if len(samples) < 3 or name in samples:
                 samples.setdefault(name, {"truth": truth, "band": band})[mode] = result
+        # The bound of colour estimation alone: the same cut-out alpha, its colours estimated
+        # from the true alpha. What is left is where the cut-out's own alpha is wrong.
+        bound = cut.copy()
+        bound[..., :3] = decontaminate(i1, alpha)
+        err = np.abs(over(bound, b2) - truth).mean(-1)
+        row = errors.setdefault(BOUND, {"band": [], "all": [], "fringe": []})
+        row["band"].append(float(err[band].mean()))
+        row["all"].append(float(err.mean()))
+        row["fringe"].append(fringe(bound, i1, alpha, b2, truth, band))
     with tempfile.TemporaryDirectory() as tmp:
         images = {name: i1 for name, i1, *_ in items}
         for tool in (t for t in args.tools if t != "personcut"):

@@ -1,0 +1,79 @@
+"""The pieces of benchmark scripts whose mistakes would not show in their figures: a probe that
+turned the photo but not its mask would still print a plausible IoU."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+robustness = load("robustness")
+
+
+@pytest.fixture
+def photo():
+    """A 60 x 40 photo: a person (a bright box) in the upper left of a textured background."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(40, 200, (40, 60, 3), dtype=np.uint8)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 8:20] = 1
+    rgb[mask == 1] = (220, 180, 150)
+    return rgb, mask
+
+
+@pytest.mark.parametrize("name", robustness.CHANGES)
+def test_each_change_keeps_photo_and_mask_together(name, photo):
+    rgb, mask = photo
+    x, m = robustness.change(name, rgb, mask, np.random.default_rng(0))
+    assert x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3
+    assert x.shape[:2] == m.shape
+    assert set(np.unique(m)) <= {0, 1}
+    if name != "closeup":  # everything but the close-up keeps every person pixel
+        assert m.sum() == mask.sum()
+
+
+def test_turns_move_the_mask_with_the_photo(photo):
+    rgb, mask = photo
+    for name in ("turn90", "turn180"):
+        x, m = robustness.change(name, rgb, mask, None)
+        # The person's colour is where the turned mask says the person is.
+        assert (x[m == 1] == (220, 180, 150)).all()
+
+
+def test_looks_change_colour_only_as_named(photo):
+    rgb, mask = photo
+    gray, _ = robustness.change("gray", rgb, mask, None)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    sepia, _ = robustness.change("sepia", rgb, mask, None)
+    assert (sepia[..., 0] >= sepia[..., 2]).all()  # warm: red over blue everywhere
+    dark, _ = robustness.change("dark", rgb, mask, np.random.default_rng(0))
+    bright, _ = robustness.change("bright", rgb, mask, None)
+    assert dark.mean() < 0.4 * rgb.mean() and bright.mean() > 1.5 * rgb.mean()
+    backlit, _ = robustness.change("backlit", rgb, mask, None)
+    person, background = mask == 1, mask == 0
+    # The person ends darker than the background, though it started brighter.
+    assert backlit[person].mean() < backlit[background].mean()
+
+
+def test_closeup_enlarges_the_person(photo):
+    rgb, mask = photo
+    x, m = robustness.change("closeup", rgb, mask, None)
+    assert x.shape == rgb.shape
+    assert m.mean() > 2 * mask.mean()  # the person fills more of the frame
+    box = robustness.closeup_box(mask, 60 / 40)
+    x0, y0, x1, y1 = box
+    assert 0 <= x0 < x1 <= 60 and 0 <= y0 < y1 <= 40
+    assert abs((x1 - x0) / (y1 - y0) - 1.5) < 0.1  # the photo's shape, so nothing is squeezed
+    assert robustness.closeup_box(np.zeros_like(mask), 1.5) is None
