@@ -38,12 +38,12 @@ BOUND = "personcut alpha, colours from the true alpha (bound)"
 TINTS = [(255, 0, 255), (0, 255, 0), (0, 128, 255), (255, 140, 0), (255, 255, 0), (0, 255, 255)]
 
 
-def composites(data: Path, limit: int | None):
-    """(name, I1, B2, true alpha, truth over B2) for each persons-val photo."""
+def composites(data: Path, limit: int | None, split: str = "persons-val", step: int = 1):
+    """(name, I1, B2, true alpha, truth over B2) for each ``step``-th photo of ``split``."""
     from personcut.scoring import MaskFolder
 
     backs = sorted((data / "backgrounds").glob("*.jpg"))
-    for k, pair in enumerate(MaskFolder.read(data / "persons-val").pairs[:limit]):
+    for k, pair in enumerate(MaskFolder.read(data / split).pairs[::step][:limit]):
         photo, mask = pair.load()
         h, w = mask.shape
         soft = Image.fromarray((mask == 1).astype(np.uint8) * 255).filter(
