@@ -77,3 +77,26 @@ def test_closeup_enlarges_the_person(photo):
     assert 0 <= x0 < x1 <= 60 and 0 <= y0 < y1 <= 40
     assert abs((x1 - x0) / (y1 - y0) - 1.5) < 0.1  # the photo's shape, so nothing is squeezed
     assert robustness.closeup_box(np.zeros_like(mask), 1.5) is None
+
+
+def test_ablation_variants_switch_off_what_they_name():
+    """Each leave-one-out variant, applied to stage 5's config, turns off its augmentation and
+    only that; `none` turns off all of them (a misspelt key would raise in load_config)."""
+    from personcut.train.config import load_config
+
+    ablate = load("ablate_augmentations")
+    fields = {"gray": "gray_p", "turn": "turn_p", "exposure": "exposure_p", "closeup": "closeup_p"}
+
+    def on(data) -> set[str]:
+        names = {name for name, f in fields.items() if getattr(data, f) > 0}
+        return names | ({"hard_negatives"} if data.negatives else set())
+
+    assert on(load_config(ablate.CONFIG).data) == set(ablate.OFF)
+    for variant, sets in ablate.VARIANTS.items():
+        left = on(load_config(ablate.CONFIG, sets).data)
+        if variant == "all":
+            assert left == set(ablate.OFF)
+        elif variant == "none":
+            assert left == set()
+        else:
+            assert left == set(ablate.OFF) - {variant.removeprefix("no_")}
