@@ -67,10 +67,12 @@ def score(name: str, out: Path) -> dict:
     if cached.exists():
         return json.loads(cached.read_text())
     onnx = out / "model.onnx"
-    run = lambda *a: subprocess.run([sys.executable, *a], cwd=ROOT, check=True)  # noqa: E731
-    run("-m", "personcut", "export", str(out / "last.pt"), "-o", str(onnx))
-    run("benchmarks/robustness.py", "--model", str(onnx), "--out", str(out / "robustness.json"))
-    run("benchmarks/false_people.py", "--model", str(onnx), "--out", str(out / "fp.json"))
+    for args in (
+        ["-m", "personcut", "export", str(out / "last.pt"), "-o", str(onnx)],
+        ["benchmarks/robustness.py", "--model", str(onnx), "--out", str(out / "robustness.json")],
+        ["benchmarks/false_people.py", "--model", str(onnx), "--out", str(out / "fp.json")],
+    ):
+        subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
     rob = json.loads((out / "robustness.json").read_text())
     fp = json.loads((out / "fp.json").read_text())
     scores = {"variant": name, **rob["person_iou"], "false_people": fp["all"]["share_over_limit"]}

@@ -177,8 +177,9 @@ def main() -> int:
             row["fringe"].append(fringe(cut, i1, alpha, b2, truth, band))
             if len(samples) < 3 or name in samples:
                 samples.setdefault(name, {"truth": truth, "band": band})[mode] = result
-        # The bound of colour estimation alone: the same cut-out alpha, its colours estimated
-        # from the true alpha. What is left is where the cut-out's own alpha is wrong.
+        # The bound of colour estimation alone: the same cut-out alpha (``cut`` is the last
+        # mode's cut-out; both modes share its alpha), its colours estimated from the true
+        # alpha. What is left is where the cut-out's own alpha is wrong.
         bound = cut.copy()
         bound[..., :3] = decontaminate(i1, alpha)
         err = np.abs(over(bound, b2) - truth).mean(-1)
