@@ -57,6 +57,25 @@ def test_evaluate_gives_the_iou_counted_by_hand(labelled, capsys):
     assert result["images"] == 3 and result["working_size"] == 320
 
 
+def test_evaluate_edges_scores_the_alpha_remove_writes(labelled, capsys):
+    from personcut.scoring import boundary_f
+
+    assert main(["evaluate", "--model", "personcut", "--edges", "--data", str(labelled)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    seg = Segmenter()  # levels on: the alpha `remove` writes
+    bf, mae = [], []
+    for path in sorted((labelled / "images").iterdir()):
+        alpha = seg.predict_mask(path)
+        truth = np.asarray(Image.open(labelled / "masks" / path.name)) > 127
+        tol = max(1, round(0.0075 * np.hypot(*truth.shape)))
+        bf.append(boundary_f(alpha > 0.5, truth, tol))
+        mae.append(np.abs(alpha - truth).mean())
+    assert 0.05 < np.mean(bf) < 0.99  # neither nothing nor everything right
+    assert result["boundary_f"] == pytest.approx(np.mean(bf), abs=1e-9)
+    assert result["mae"] == pytest.approx(np.mean(mae), abs=1e-6)
+    assert "bce" not in result  # meaningless on an alpha with levels applied
+
+
 def test_export_writes_a_model_that_runs_like_its_checkpoint(tiny_run, tmp_path, capsys):
     out = tmp_path / "exported.onnx"
     assert main(["export", str(tiny_run / "best.pt"), "-o", str(out)]) == 0

@@ -12,7 +12,7 @@ from PIL import Image
 from personcut.train.config import ConfigError, ModelConfig, load_config
 from personcut.train.data import IGNORE
 from personcut.train.loop import fit, train_one_epoch, warmup_cosine
-from personcut.train.losses import bce_loss, dice_loss
+from personcut.train.losses import bce_loss, dice_loss, edge_band
 from personcut.train.metrics import SegmentationMeter
 from personcut.train.model import UNet
 
@@ -22,6 +22,27 @@ def test_bce_ignores_the_ignore_value():
     target = torch.tensor([[1, 0, 0, IGNORE]])
     expected = (math.log(2) + math.log(1 + math.e**2) + math.log(1 + math.e**-1)) / 3
     assert bce_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_edge_band_is_the_pixels_near_the_boundary_only():
+    target = torch.zeros(1, 1, 12, 12, dtype=torch.long)
+    target[..., :, :6] = 1  # a vertical boundary between columns 5 and 6
+    band = edge_band(target, width=2)[0, 0]
+    assert band[:, 4:8].eq(1).all()  # two pixels either side
+    assert band[:, :4].eq(0).all() and band[:, 8:].eq(0).all()
+
+
+def test_edge_weight_makes_boundary_errors_cost_more():
+    target = torch.zeros(1, 1, 16, 16, dtype=torch.long)
+    target[..., :, :8] = 1
+    right = (target.float() * 2 - 1) * 4
+    at_edge, far = right.clone(), right.clone()
+    at_edge[..., :, 7] = -4  # the column beside the boundary wrong
+    far[..., :, 0] = -4  # a column as large, far from it, wrong
+    plain = bce_loss(at_edge, target), bce_loss(far, target)
+    assert plain[0].item() == pytest.approx(plain[1].item())
+    weighted = bce_loss(at_edge, target, 2.0, 2), bce_loss(far, target, 2.0, 2)
+    assert weighted[0] > 2 * weighted[1]
 
 
 def test_dice_of_a_perfect_prediction_is_near_zero():
@@ -256,3 +277,25 @@ def test_init_names_shipped_models(tmp_path):
     mine = tmp_path / "mine.safetensors"
     mine.write_bytes(b"")
     assert resolve_init(str(mine)) == mine
+
+
+def test_averaging_models_gives_the_mean_of_their_weights(tmp_path):
+    from personcut.train.checkpoint import average_models, load_model, save_safetensors
+
+    config = ModelConfig(width=4, depth=2)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = tmp_path / f"m{seed}.safetensors"
+        save_safetensors(UNet(config), path)
+        paths.append(path)
+    a, b = (load_model(p)[0].state_dict() for p in paths)
+    mean, _ = average_models(paths, weights=[3, 1])
+    key = "head.weight"
+    assert not torch.allclose(a[key], b[key])
+    assert torch.allclose(mean.state_dict()[key], 0.75 * a[key] + 0.25 * b[key], atol=1e-6)
+    # a different architecture is refused by name
+    other = tmp_path / "wide.safetensors"
+    save_safetensors(UNet(ModelConfig(width=8, depth=2)), other)
+    with pytest.raises(ValueError, match="wide.safetensors"):
+        average_models([paths[0], other])

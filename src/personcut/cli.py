@@ -56,15 +56,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         from personcut.segmenter import Segmenter
         from personcut.train.evaluation import evaluate_segmenter
 
+        # With --edges the alpha is the one `remove` writes (levels included), as compare.py
+        # scores it; its cross-entropy would then be meaningless, so it is left out.
+        levels = {} if args.edges else {"alpha_levels": None}
         seg = Segmenter(
-            args.model,
-            device=args.device,
-            working_size=args.size,
-            alpha_levels=None,
-            quality=args.quality,
+            args.model, device=args.device, working_size=args.size, quality=args.quality, **levels
         )
         dataset = build_dataset(args.data, None, crowd="ignore")
-        result = evaluate_segmenter(seg, dataset)
+        result = evaluate_segmenter(seg, dataset, edges=args.edges)
+        if args.edges:
+            for scores in [result, *result.get("by_source", {}).values()]:
+                scores.pop("bce", None)
         result["working_size"] = seg.info.working_size
         result["quality"] = args.quality
         result["scored_through"] = "Segmenter (ONNX Runtime, guided upsampling)"
@@ -164,6 +166,11 @@ def _add_evaluate(sub) -> None:
         default="balanced",
         choices=["fast", "balanced", "best"],
         help="the quality mode, for .onnx models (scored as `remove` runs them)",
+    )
+    p.add_argument(
+        "--edges",
+        action="store_true",
+        help="also score boundary F and alpha MAE on the alpha `remove` writes (.onnx models)",
     )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")

@@ -168,6 +168,10 @@ class TrainConfig:
     """Linear warm-up length in epochs (fractions allowed), then cosine decay to zero."""
     dice_weight: float = 0.0
     """Weight of the Dice loss added to binary cross-entropy (0: BCE only)."""
+    edge_weight: float = 0.0
+    """Extra cross-entropy weight on pixels near the mask's boundary (0: every pixel alike)."""
+    edge_width: int = 3
+    """How near, in pixels of the training crop, a pixel must be to count as boundary."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0: no clipping)."""
     amp: str = "auto"
@@ -191,6 +195,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be >= 1")
+        if self.edge_weight < 0 or self.edge_width < 1:
+            raise ConfigError("train.edge_weight must be >= 0 and train.edge_width >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "none"):
             raise ConfigError(f"train.amp must be auto, bf16, fp16 or none, got {self.amp!r}")
 

@@ -70,12 +70,15 @@ def evaluate(
     return result
 
 
-def evaluate_segmenter(segmenter, dataset: Dataset, show_progress: bool = True) -> dict[str, Any]:
+def evaluate_segmenter(
+    segmenter, dataset: Dataset, show_progress: bool = True, edges: bool = False
+) -> dict[str, Any]:
     """Metrics of a :class:`~personcut.segmenter.Segmenter` (any runtime, the shipped ONNX file
     included) through the path ``personcut remove`` runs: resize, network, guided upsampling to
     full size. ``dataset`` yields untransformed (image, mask, source) items (folders are read by
-    :class:`~personcut.scoring.MaskFolder`). Same keys as :func:`evaluate`."""
-    scores = Scores()
+    :class:`~personcut.scoring.MaskFolder`). Same keys as :func:`evaluate`, and with ``edges``
+    the mean boundary F and alpha MAE per image (as ``benchmarks/compare.py`` scores them)."""
+    scores = Scores(edges=edges)
     for i in tqdm(range(len(dataset)), desc="evaluate", disable=not show_progress, leave=False):
         image, mask, source = dataset[i]
         scores.add(segmenter.predict_rgb([image])[0], mask, source)

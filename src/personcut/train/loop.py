@@ -73,6 +73,8 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     autocast_dtype: torch.dtype | None = None,
     dice_weight: float = 0.0,
+    edge_weight: float = 0.0,
+    edge_width: int = 3,
     grad_clip: float = 0.0,
     max_steps: int = 0,
     channels_last: bool = False,
@@ -101,7 +103,7 @@ def train_one_epoch(
         wait += time.perf_counter() - tick
         with autocast(autocast_dtype, device):
             logits = model(images)
-        loss = segmentation_loss(logits, masks, dice_weight)
+        loss = segmentation_loss(logits, masks, dice_weight, edge_weight, edge_width)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -398,6 +400,8 @@ def _one_epoch(
         scaler=run.scaler,
         autocast_dtype=run.dtype,
         dice_weight=t.dice_weight,
+        edge_weight=t.edge_weight,
+        edge_width=t.edge_width,
         grad_clip=t.grad_clip,
         max_steps=t.max_steps_per_epoch,
         channels_last=run.channels_last,
