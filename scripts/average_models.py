@@ -11,6 +11,7 @@ unrelated runs gives a broken model, which `personcut evaluate` shows at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 
 from personcut.train.checkpoint import average_models, save_safetensors
@@ -24,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model, config = average_models(args.models, args.weights)
-    save_safetensors(model, args.out, config)
+    sources = {"averaged_from": json.dumps([str(m) for m in args.models])}
+    if args.weights:
+        sources["averaging_weights"] = json.dumps(args.weights)
+    save_safetensors(model, args.out, config, extra=sources)
     logging.info("averaged %d models into %s", len(args.models), args.out)
     return 0
 

@@ -69,6 +69,12 @@ def main() -> int:
         "(when other measurements, e.g. benchmarks/false_people.py, chose it)",
     )
     p.add_argument(
+        "--weights",
+        type=Path,
+        help="ship this .safetensors instead of RUN's checkpoint: e.g. several runs' weights "
+        "averaged (scripts/average_models.py); RUN still gives the curves",
+    )
+    p.add_argument(
         "--name",
         default="personcut",
         help="file name in the package: personcut (the default model) or another",
@@ -85,6 +91,8 @@ def main() -> int:
         model, config = load_model(args.run / "last.pt")
         weights = args.run / "last.safetensors"
         save_safetensors(model, weights, config)
+    if args.weights:
+        best, weights = stages[-1][-1], args.weights
     history, starts = [], []
     for stage in stages:
         if history:
@@ -96,6 +104,9 @@ def main() -> int:
         "epochs_trained": args.prior_epochs + sum(len(h) for h in stages[:-1]) + best["epoch"] + 1,
         "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
+    if args.weights:  # an average's own scores come from `personcut evaluate`, not training
+        metadata["weights"] = args.weights.name
+        del metadata["val_during_training"]
     WEIGHTS.mkdir(exist_ok=True)
     if args.working_size:
         metadata[KEY_WORKING_SIZE] = args.working_size

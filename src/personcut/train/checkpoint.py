@@ -50,8 +50,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
-def save_safetensors(model: UNet, path: str | Path, config: Config | None = None) -> None:
-    """Weights only, with the model config as safetensors metadata (strings)."""
+def save_safetensors(
+    model: UNet,
+    path: str | Path,
+    config: Config | None = None,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """Weights only, with the model config (and ``extra`` strings) as safetensors metadata."""
     import json
 
     from safetensors.torch import save_file
@@ -60,6 +65,7 @@ def save_safetensors(model: UNet, path: str | Path, config: Config | None = None
     meta = {"model_config": json.dumps(model.config.__dict__)}
     if config is not None:
         meta["config"] = json.dumps(config.to_dict())
+    meta.update(extra or {})
     write_atomic(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
