@@ -105,7 +105,15 @@ def main() -> int:
         "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
     if args.weights:  # an average's own scores come from `personcut evaluate`, not training
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(args.weights), "pt") as f:
+            sources = (f.metadata() or {}).get("averaged_from")
         metadata["weights"] = args.weights.name
+        if sources:
+            metadata["averaged_from"] = json.loads(sources)
         del metadata["val_during_training"]
     WEIGHTS.mkdir(exist_ok=True)
     if args.working_size:
@@ -115,8 +123,9 @@ def main() -> int:
     shutil.copyfile(weights, WEIGHTS / f"{args.name}.safetensors")
     curves = "training_curves.png" if args.name == "personcut" else f"{args.name}_curves.png"
     training_curves(history, WEIGHTS / curves, tuple(starts))
+    what = args.weights.name if args.weights else f"epoch {best['epoch']}"
     print(
-        f"shipped epoch {best['epoch']} ({info['parameters']} parameters, parity "
+        f"shipped {what} ({info['parameters']} parameters, parity "
         f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}"
     )
     return 0
