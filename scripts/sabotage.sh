@@ -20,7 +20,7 @@ SABOTAGES=(
   "smoothing ignored|edit src/personcut/video.py 'self.strength, self.motion = strength, motion' 'self.strength, self.motion = 0.0, motion'|tests/test_video.py"
   "levels step skipped|edit src/personcut/refine.py 'if stretch is not None:' 'if False:'|tests/test_pixels.py"
   "edge weight ignored|edit src/personcut/train/losses.py 'if edge_weight:' 'if False:'|tests/test_engine.py -k edge_weight"
-  "average is the first model|edit src/personcut/train/checkpoint.py 'mean[k] += v.double() * (w / total)' 'pass'|tests/test_engine.py -k averaging"
+  "average is the first model|edit src/personcut/train/checkpoint.py 'mean[k] = mean.get(k, 0) + v.double() * (w / total)' 'mean.setdefault(k, v.double())'|tests/test_engine.py -k averaging"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 

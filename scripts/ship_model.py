@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from safetensors import safe_open
 
 from personcut.train.export import export_checkpoint
 from personcut.train.plots import training_curves
@@ -71,8 +74,9 @@ def main() -> int:
     p.add_argument(
         "--weights",
         type=Path,
-        help="ship this .safetensors instead of RUN's checkpoint: e.g. several runs' weights "
-        "averaged (scripts/average_models.py); RUN still gives the curves",
+        help="ship this .safetensors instead of RUN's checkpoint (--checkpoint is then unused): "
+        "e.g. several runs' weights averaged (scripts/average_models.py); RUN still gives the "
+        "curves",
     )
     p.add_argument(
         "--name",
@@ -84,15 +88,15 @@ def main() -> int:
     # best.safetensors holds the epoch with the best validation person IoU (first of ties)
     best = max(stages[-1], key=lambda r: r.get("val_person_iou", -1))
     weights = args.run / "best.safetensors"
-    if args.checkpoint == "last":
+    if args.weights:
+        best, weights = stages[-1][-1], args.weights
+    elif args.checkpoint == "last":
         from personcut.train.checkpoint import load_model, save_safetensors
 
         best = stages[-1][-1]
         model, config = load_model(args.run / "last.pt")
         weights = args.run / "last.safetensors"
         save_safetensors(model, weights, config)
-    if args.weights:
-        best, weights = stages[-1][-1], args.weights
     history, starts = [], []
     for stage in stages:
         if history:
@@ -105,10 +109,6 @@ def main() -> int:
         "val_during_training": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
     }
     if args.weights:  # an average's own scores come from `personcut evaluate`, not training
-        import json
-
-        from safetensors import safe_open
-
         with safe_open(str(args.weights), "pt") as f:
             sources = (f.metadata() or {}).get("averaged_from")
         metadata["weights"] = args.weights.name

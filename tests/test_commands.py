@@ -76,6 +76,11 @@ def test_evaluate_edges_scores_the_alpha_remove_writes(labelled, capsys):
     assert "bce" not in result  # meaningless on an alpha with levels applied
 
 
+def test_evaluate_edges_refuses_a_checkpoint_it_cannot_score_that_way(tiny_run, capsys):
+    assert main(["evaluate", "--model", str(tiny_run / "best.pt"), "--edges", "--data", "x"]) == 2
+    assert "needs an .onnx model" in capsys.readouterr().err
+
+
 def test_export_writes_a_model_that_runs_like_its_checkpoint(tiny_run, tmp_path, capsys):
     out = tmp_path / "exported.onnx"
     assert main(["export", str(tiny_run / "best.pt"), "-o", str(out)]) == 0

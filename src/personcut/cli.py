@@ -49,6 +49,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         from personcut.weights import resolve_model
 
         args.model = resolve_model(str(args.model))  # a shipped model's name: its .onnx
+    if args.edges and args.model.suffix != ".onnx":
+        print(
+            f"personcut evaluate: --edges scores the alpha `remove` writes, which needs an .onnx "
+            f"model; export {args.model} first (personcut export)",
+            file=sys.stderr,
+        )
+        return 2
     if args.model.suffix == ".onnx":
         # The path users get: the Segmenter's resize, network and guided upsampling. The levels
         # step is left out: it does not move the 0.5 threshold (IoU is the same) but would make

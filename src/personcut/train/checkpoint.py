@@ -119,20 +119,19 @@ def average_models(
         raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
     total = sum(weights)
     model, config = load_model(paths[0])
-    mean = {
-        k: v.double() * (weights[0] / total) if v.is_floating_point() else v.clone()
-        for k, v in model.state_dict().items()
-    }
-    for path, w in zip(paths[1:], weights[1:]):
-        other, _ = load_model(path)
+    mean: dict[str, torch.Tensor] = {}
+    for i, (path, w) in enumerate(zip(paths, weights, strict=True)):
+        other = model if i == 0 else load_model(path)[0]
         if other.config != model.config:
             raise ValueError(
                 f"{path} has model {other.config}, {paths[0]} has {model.config}: "
                 "only models of one architecture can be averaged"
             )
         for k, v in other.state_dict().items():
-            if v.is_floating_point():
-                mean[k] += v.double() * (w / total)
+            if not v.is_floating_point():
+                mean.setdefault(k, v.clone())
+            else:
+                mean[k] = mean.get(k, 0) + v.double() * (w / total)
     state = model.state_dict()
     model.load_state_dict({k: mean[k].to(state[k].dtype) for k in state})
     return model.eval(), config
