@@ -298,6 +298,23 @@ def test_decontamination_recovers_the_person_colour_at_soft_edges():
     assert decontaminate(photo, hard) is photo  # nothing mixed: nothing to do
 
 
+def test_decontamination_is_the_same_in_one_thread_two_or_with_the_helper_busy(photo, alpha):
+    from personcut import compose
+
+    rgb = photo
+    assert ((alpha > 0.03) & (alpha < 0.97)).sum() > 1000  # a real band to split
+    one = compose.decontaminate(rgb, alpha, threads=1)
+    two = compose.decontaminate(rgb, alpha)
+    assert not np.array_equal(one, rgb)
+    assert np.array_equal(one, two)
+    # another photo holding the helper: this one goes on without it, same output
+    assert compose._HELPER_FREE.acquire(blocking=False)
+    try:
+        assert np.array_equal(compose.decontaminate(rgb, alpha), one)
+    finally:
+        compose._HELPER_FREE.release()
+
+
 def test_no_decontaminate_keeps_the_photo_colours(shipped, photo, alpha, tmp_path):
     raw = np.asarray(remove(photo, decontaminate=False, segmenter=shipped))
     clean = np.asarray(remove(photo, segmenter=shipped))

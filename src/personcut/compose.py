@@ -5,6 +5,7 @@ a colour, a picture or the photo's own background blurred. NumPy and Pillow only
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageColor, ImageFilter, ImageOps
@@ -57,7 +58,7 @@ READ_FACTOR = 4
 """The means' grid is enlarged this many times before each mixed pixel reads its nearest cell."""
 
 
-def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def decontaminate(rgb: np.ndarray, alpha: np.ndarray, threads: int = 2) -> np.ndarray:
     """The people's own colour where they are partly transparent, instead of the photo's mix
     of person and old background (the fringe a cut-out shows on a new background).
 
@@ -69,16 +70,99 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     enlarged READ_FACTOR times (bilinear) and read at the partly transparent pixels (BAND) only,
     each from its nearest cell: one read instead of bilinear's four, within a level or two of
     them. The rest are unchanged.
+
+    With ``threads`` 2 (the default) a helper thread makes the means while this one finds and
+    reads the mixed pixels; then each thread enlarges one grid and estimates half the pixels
+    (NumPy and Pillow release the GIL). The output is the same with one thread. The helper is
+    shared: a photo that finds it busy with another (folders are cut in several threads) does
+    without it rather than queue for it, so no core waits.
     Returns a new HxWx3 uint8 array (``rgb`` itself when nothing is partly transparent).
     """
+    helped = threads > 1 and _HELPER_FREE.acquire(blocking=False)
+    try:
+        return _decontaminate(rgb, alpha, _helper() if helped else None)
+    finally:
+        if helped:
+            _HELPER_FREE.release()
+
+
+def _decontaminate(
+    rgb: np.ndarray, alpha: np.ndarray, pool: ThreadPoolExecutor | None
+) -> np.ndarray:
+    means = pool.submit(_colour_means, rgb, alpha) if pool else None
     # The mixed pixels; below 3 % or above 97 % alpha the correction is too small to see.
-    band = (alpha > BAND[0]) & (alpha < BAND[1])
-    where = np.flatnonzero(band)  # flat indices: ten times faster than np.nonzero here
+    where = np.flatnonzero((alpha > BAND[0]) & (alpha < BAND[1]))  # flat: 10x np.nonzero's speed
     if len(where) == 0:
+        if means is not None:
+            means.result()  # not left running over arrays the caller may change
         return rgb
+    out = rgb.copy()
+    # Pixels as single 3-byte items: gathering and scattering them is 3-4x faster than rows.
+    pixels = out.reshape(-1, 3).view(_PIXEL).reshape(-1)
     h, w = alpha.shape
+    _, sh, sw, k = _grid(h, w)
+    gh, gw = sh * k, sw * k
+    # What does not need the means: where each pixel reads them, and the per-pixel terms of
+    # F = mean_F * (1 - a^2) + I * a - mean_B * a * (1 - a).
+    ys, xs = np.divmod(where, w)
+    cell = (ys * gh // h) * gw + xs * gw // w
+    a = np.take(alpha.reshape(-1), where)[:, None].astype(np.float32)
+    own = np.take(pixels, where).view(np.uint8).reshape(-1, 3).astype(np.float32)
+    own *= a
+    own += 0.5  # rounds at the end
+    weight_f, weight_b = 1 - a * a, a * (1 - a)
+    small = means.result() if means is not None else _colour_means(rgb, alpha)
+
+    def estimate(part: slice, fine_f: np.ndarray, fine_b: np.ndarray) -> None:
+        fore = np.take(fine_f, cell[part], axis=0).astype(np.float32)
+        fore *= weight_f[part]
+        fore += own[part]
+        back = np.take(fine_b, cell[part], axis=0).astype(np.float32)
+        back *= weight_b[part]
+        fore -= back
+        np.clip(fore, 0, 255, out=fore)
+        pixels[where[part]] = fore.astype(np.uint8).view(_PIXEL).reshape(-1)
+
+    if pool is None:
+        estimate(slice(None), _enlarge(small[..., :3], k), _enlarge(small[..., 3:], k))
+        return out
+    fine_f = pool.submit(_enlarge, small[..., :3], k)
+    fine_b = _enlarge(small[..., 3:], k)
+    fine_f = fine_f.result()
+    half = len(where) // 2
+    first = pool.submit(estimate, slice(0, half), fine_f, fine_b)
+    estimate(slice(half, None), fine_f, fine_b)
+    first.result()
+    return out
+
+
+_PIXEL = np.dtype("V3")
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+_HELPER_FREE = threading.Semaphore(1)
+
+
+def _helper() -> ThreadPoolExecutor:
+    """The one helper thread (made on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(1, thread_name_prefix="personcut-decontaminate")
+        return _POOL
+
+
+def _grid(h: int, w: int) -> tuple[float, int, int, int]:
+    """The means' grid for an h x w photo: its scale, rows and columns, and how many times it
+    is enlarged before the mixed pixels read it (no finer than half the photo's size)."""
     scale = min(1.0, DECONTAMINATE_SIDE / max(h, w))
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    k = max(1, min(READ_FACTOR, round(0.5 / scale)))
+    return scale, max(1, round(h * scale)), max(1, round(w * scale)), k
+
+
+def _colour_means(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The smooth foreground and background colour means on the small grid: HxWx6 (F, B)."""
+    h, w = alpha.shape
+    scale, sh, sw, _ = _grid(h, w)
     # reducing_gap=1: a box reduction first, the fast way down for maps that are blurred anyway
     small = Image.fromarray(rgb).resize((sw, sh), Image.BILINEAR, reducing_gap=1.0)
     image = np.asarray(small, np.float32) / 255.0
@@ -89,36 +173,15 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     means = _blur_means(image, image, a, wide)
     f, b = means[..., :3], means[..., 3:]
     fore = np.clip(f + a * (image - a * f - (1 - a) * b), 0, 1)
-    means = _blur_means(fore, b, a, narrow)
-    # The finer grid: each mean as an 8-bit RGB picture (half a level of rounding) enlarged by
-    # Pillow, fast on 8-bit pictures, then one read per mixed pixel.
-    k = max(1, min(READ_FACTOR, round(0.5 / scale)))  # no finer than half the photo's size
-    gh, gw = sh * k, sw * k
-    fine = [
-        np.asarray(
-            Image.fromarray(
-                np.clip(means[..., c : c + 3] * 255 + 0.5, 0, 255).astype(np.uint8)
-            ).resize((gw, gh), Image.BILINEAR)
-        ).reshape(-1, 3)
-        for c in (0, 3)
-    ]
-    ys, xs = np.divmod(where, w)
-    cell = (ys * gh // h) * gw + xs * gw // w
-    mf = np.take(fine[0], cell, axis=0).astype(np.float32)
-    mb = np.take(fine[1], cell, axis=0).astype(np.float32)
-    i = np.take(rgb.reshape(-1, 3), where, axis=0).astype(np.float32)
-    av = np.take(alpha.reshape(-1), where)[:, None].astype(np.float32)
-    fore = mf  # in place from here: the arrays are this function's own
-    fore *= 1 - av * av
-    i *= av
-    fore += i
-    mb *= av * (1 - av)
-    fore -= mb
-    fore += 0.5
-    np.clip(fore, 0, 255, out=fore)
-    out = rgb.copy()
-    out.reshape(-1, 3)[where] = fore.astype(np.uint8)
-    return out
+    return _blur_means(fore, b, a, narrow)
+
+
+def _enlarge(means: np.ndarray, k: int) -> np.ndarray:
+    """An HxWx3 mean in [0, 1] as 8-bit colours (half a level of rounding) enlarged k times
+    (bilinear), flattened to (H * k * W * k) x 3 for reading by cell."""
+    h, w = means.shape[:2]
+    picture = Image.fromarray(np.clip(means * 255 + 0.5, 0, 255).astype(np.uint8))
+    return np.asarray(picture.resize((w * k, h * k), Image.BILINEAR)).reshape(-1, 3)
 
 
 def _blur_means(fg: np.ndarray, bg: np.ndarray, a: np.ndarray, r: int) -> np.ndarray:
