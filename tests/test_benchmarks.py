@@ -100,3 +100,63 @@ def test_ablation_variants_switch_off_what_they_name():
             assert left == set()
         else:
             assert left == set(ablate.OFF) - {variant.removeprefix("no_")}
+
+
+def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
+    """judge.py exports a weights file and puts every step's figure in one row: a renamed key
+    in evaluate's or a benchmark's JSON would break the tables built from these rows."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    shared = BENCHMARKS.parent.parent / "shared" / "data"
+    if not (shared / "persons-val").is_dir():
+        pytest.skip("../shared/data is not here")
+    data, negatives = tmp_path / "val", tmp_path / "negatives" / "one"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    images = shared / "persons-val" / "images"
+    for image in [*sorted(images.glob("ccp-*"))[:2], *sorted(images.glob("picsart-*"))[:2]]:
+        shutil.copy(image, data / "images")
+        shutil.copy(
+            next((shared / "persons-val" / "masks").glob(image.stem + ".*")), data / "masks"
+        )
+    negatives.mkdir(parents=True)
+    for backdrop in sorted((shared / "backgrounds").glob("*.jpg"))[:2]:
+        shutil.copy(backdrop, negatives)
+    weights = BENCHMARKS.parent / "src" / "personcut" / "weights" / "classic.safetensors"
+    out = tmp_path / "judged"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "judge.py"),
+            str(weights),
+            "--name",
+            "classic",
+            "--data",
+            str(data),
+            "--negatives",
+            str(tmp_path / "negatives"),
+            "--out-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    row = json.loads((out / "classic.json").read_text())
+    assert (out / "classic.onnx").is_file()  # exported, not scored from torch
+    for key in (
+        "person_iou",
+        "ccp",
+        "boundary_f",
+        "alpha_mae",
+        "false_people",
+        "turn90",
+        "closeup",
+        "group_photo_marked",
+    ):
+        assert 0.0 <= row[key] <= 1.0, (key, row[key])
+    assert row["person_iou"] > 0.5  # the classic model finds these people
+    assert "classic" in done.stdout and "person_iou=" in done.stdout
