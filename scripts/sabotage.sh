@@ -21,6 +21,7 @@ SABOTAGES=(
   "levels step skipped|edit src/personcut/refine.py 'if stretch is not None:' 'if False:'|tests/test_pixels.py"
   "edge weight ignored|edit src/personcut/train/losses.py 'if edge_weight:' 'if False:'|tests/test_engine.py -k edge_weight"
   "average is the first model|edit src/personcut/train/checkpoint.py 'mean[k] = mean.get(k, 0) + v.double() * (w / total)' 'mean.setdefault(k, v.double())'|tests/test_engine.py -k averaging"
+  "decontamination skips a half|edit src/personcut/compose.py '    estimate(slice(half, None), fine_f, fine_b)' '    pass'|tests/test_pixels.py -k decontamination"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 
