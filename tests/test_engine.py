@@ -89,6 +89,41 @@ def test_tiny_model_learns(folder_data):
     assert last["loss"] < 0.8 * first["loss"]
 
 
+def test_cpu_trains_in_fp32_unless_bf16_is_asked_for():
+    from personcut.train.runtime import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("none", cpu) is None
+    assert amp_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        amp_dtype("fp16", cpu)
+
+
+def test_tiny_model_learns_in_bf16_on_the_cpu(folder_data):
+    """bf16 autocast on a CPU: the step runs, the weights stay fp32, and the loss still falls."""
+    from torch.utils.data import DataLoader
+
+    from personcut.train.data import build_dataset
+    from personcut.train.data.transforms import TrainTransform
+
+    torch.manual_seed(0)
+    ds = build_dataset([str(folder_data)], TrainTransform(32, rotate_degrees=0))
+    loader = DataLoader(ds, batch_size=4, shuffle=True)
+    model = UNet(ModelConfig(width=4, depth=2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    cpu, bf16 = torch.device("cpu"), torch.bfloat16
+    first = train_one_epoch(
+        model, loader, opt, sched, cpu, autocast_dtype=bf16, show_progress=False
+    )
+    for _ in range(6):
+        last = train_one_epoch(
+            model, loader, opt, sched, cpu, autocast_dtype=bf16, show_progress=False
+        )
+    assert last["loss"] < 0.8 * first["loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_run_writes_checkpoint_metrics_and_pictures(tiny_run):
     for name in (
         "last.pt",

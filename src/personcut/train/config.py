@@ -175,7 +175,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0: no clipping)."""
     amp: str = "auto"
-    """Mixed precision on CUDA: "bf16", "fp16", "none", or "auto" (bf16 where supported)."""
+    """Mixed precision: "bf16", "fp16", "none", or "auto" (CUDA: bf16 where supported, else
+    fp16; CPU: fp32). On a CPU with bf16 instructions (AMX, AVX-512 BF16) "bf16" steps faster;
+    elsewhere it is far slower. fp16 is CUDA only."""
     channels_last: bool = True
     """Use channels_last memory format (faster on CUDA and on CPUs with oneDNN)."""
     compile: bool = False

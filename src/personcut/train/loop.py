@@ -45,7 +45,15 @@ from personcut.train.evaluation import evaluate, make_eval_loader
 from personcut.train.losses import segmentation_loss
 from personcut.train.metrics import SegmentationMeter
 from personcut.train.model import UNet
-from personcut.train.runtime import Runtime, amp_dtype, autocast, setup_runtime, unwrap, world_size
+from personcut.train.runtime import (
+    Runtime,
+    amp_dtype,
+    autocast,
+    cpu_has_bf16,
+    setup_runtime,
+    unwrap,
+    world_size,
+)
 from personcut.weights import resolve_model
 
 log = logging.getLogger(__name__)
@@ -354,6 +362,8 @@ def _prepare_run(
         optimizer, warmup_cosine(total, max(1, round(t.warmup_epochs * steps_per_epoch)))
     )
     dtype = amp_dtype(t.amp, runtime.device)
+    if dtype is not None and runtime.device.type == "cpu" and not cpu_has_bf16():
+        log.warning("train.amp bf16 on a CPU without bf16 instructions: steps will be far slower")
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     run = _Run(model, model, optimizer, scheduler, scaler, dtype, t.channels_last, history=[])
     if resume:
@@ -429,7 +439,8 @@ def _one_epoch(
         val_loader,
         runtime.device,
         groups=val_loader.groups,
-        autocast_dtype=run.dtype,
+        # On a CPU the shipped model runs in fp32: score that, comparable with fp32 runs.
+        autocast_dtype=run.dtype if runtime.device.type == "cuda" else None,
         show_progress=runtime.is_main,
         keep=t.sheet_images if runtime.is_main else 0,
     )

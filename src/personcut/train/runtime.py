@@ -51,12 +51,25 @@ def setup_runtime(device: str = "auto") -> Runtime:
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype on CUDA; CPU trains in fp32 (bf16 autocast is slower on most CPUs)."""
-    if device.type != "cuda" or setting == "none":
+    """Autocast dtype for training steps. CUDA: "auto" is bf16 where supported, else fp16.
+    CPU: fp32 unless "bf16" is asked for, which pays only where the CPU multiplies bf16 itself
+    (AMX or AVX-512 BF16: about 1.2x a step on such a Xeon; 8x slower on an AVX2-only EPYC,
+    benchmarks/RESULTS.md); see ``cpu_has_bf16``."""
+    if setting == "none":
         return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+    if device.type == "cuda":
+        if setting == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+    if setting == "fp16":
+        raise ValueError("train.amp fp16 needs CUDA; on a CPU use bf16 or none")
+    return torch.bfloat16 if setting == "bf16" else None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AMX tiles or AVX-512 BF16)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch >= 2.1, private
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def unwrap(model: nn.Module) -> UNet:
