@@ -176,8 +176,9 @@ class TrainConfig:
     """Clip the gradient norm to this (0: no clipping)."""
     amp: str = "auto"
     """Mixed precision: "bf16", "fp16", "none", or "auto" (CUDA: bf16 where supported, else
-    fp16; CPU: fp32). On a CPU with bf16 instructions (AMX, AVX-512 BF16) "bf16" steps faster;
-    elsewhere it is far slower. fp16 is CUDA only."""
+    fp16; CPU: fp32). "bf16" on a CPU only where it has bf16 instructions (AMX, AVX-512
+    BF16; elsewhere it is far slower), and measure: on 2 cores it was no faster. fp16 is CUDA
+    only."""
     channels_last: bool = True
     """Use channels_last memory format (faster on CUDA and on CPUs with oneDNN)."""
     compile: bool = False

@@ -52,9 +52,10 @@ def setup_runtime(device: str = "auto") -> Runtime:
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for training steps. CUDA: "auto" is bf16 where supported, else fp16.
-    CPU: fp32 unless "bf16" is asked for, which pays only where the CPU multiplies bf16 itself
-    (AMX or AVX-512 BF16: about 1.2x a step on such a Xeon; 8x slower on an AVX2-only EPYC,
-    benchmarks/RESULTS.md); see ``cpu_has_bf16``."""
+    CPU: fp32 unless "bf16" is asked for. bf16 can only pay where the CPU has bf16
+    instructions (``cpu_has_bf16``): on an AVX2-only EPYC it was 8x slower; on a 2-core Xeon
+    with AMX one step alone was 1.2x faster, but a whole run no faster, at the same quality
+    (benchmarks/RESULTS.md, stage 19)."""
     if setting == "none":
         return None
     if device.type == "cuda":
