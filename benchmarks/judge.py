@@ -10,8 +10,8 @@ Steps (each a command anyone can run alone): `personcut export` (for .pt / .safe
 alpha MAE), `benchmarks/false_people.py` (share of held-out person-free photos with > 1 %
 called person), `benchmarks/robustness.py` (person IoU on changed copies of persons-val), and
 the share of the README's group photo marked person. Writes ``--out-dir/NAME.json`` with the
-row and each step's own JSON beside it, and prints the row. persons-val is for development:
-use the row to compare candidates, not to tune to it.
+row and each step's own JSON beside it (``NAME.evaluate.json`` ...), and prints the row.
+persons-val is for development: use the row to compare candidates, not to tune to it.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> int:
             out / f"{name}.log",
         )
     )
+    (out / f"{name}.evaluate.json").write_text(json.dumps(evaluation, indent=1) + "\n")
     row: dict[str, object] = {"name": name, "model": args.model}
     row["person_iou"] = evaluation["person_iou"]
     for source, figures in evaluation.get("by_source", {}).items():
