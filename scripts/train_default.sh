@@ -12,7 +12,8 @@
 #      with MediaPipe (and u2netp on ccp) -> data/pseudo-self
 #   9. three continuations of stage 6: stage 9 (hand + self-training labels), stage 10 (stage 9
 #      continued), stage 11 (stage 9's data, more turned and exposed photos)
-#  10. the weights of stages 6, 9, 10 and 11 averaged (a model soup), shipped, README pictures redrawn
+#  10. the weights of stages 6, 9, 10 and 11 averaged (a model soup)
+#  11. stage 18: 2,000 steps of stage 9's recipe from that average; shipped, README pictures redrawn
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -34,8 +35,9 @@ personcut train --config configs/default_stage10.yaml
 personcut train --config configs/default_stage11.yaml
 python scripts/average_models.py runs/default_stage6/last.pt runs/default_stage9/last.pt \
   runs/default_stage10/last.pt runs/default_stage11/last.pt -o runs/soups/soup4.safetensors
-python scripts/ship_model.py runs/default_stage6 --weights runs/soups/soup4.safetensors \
-  --working-size 320 --stages runs/default runs/default_stage2 runs/default_stage3 \
-  runs/default_stage4 runs/default_stage5 runs/default_stage6
+personcut train --config configs/default_stage18.yaml
+python scripts/ship_model.py runs/default_stage18 --checkpoint last --working-size 320 \
+  --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
+  runs/default_stage5 runs/default_stage6 runs/default_stage18
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
