@@ -78,24 +78,23 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray, threads: int = 2) -> np.nd
     without it rather than queue for it, so no core waits.
     Returns a new HxWx3 uint8 array (``rgb`` itself when nothing is partly transparent).
     """
+    # The mixed pixels; below 3 % or above 97 % alpha the correction is too small to see.
+    # Found before any work starts: a thresholded alpha has none, and then nothing is done.
+    where = np.flatnonzero((alpha > BAND[0]) & (alpha < BAND[1]))  # flat: 10x np.nonzero's speed
+    if len(where) == 0:
+        return rgb
     helped = threads > 1 and _HELPER_FREE.acquire(blocking=False)
     try:
-        return _decontaminate(rgb, alpha, _helper() if helped else None)
+        return _decontaminate(rgb, alpha, where, _HELPER if helped else None)
     finally:
         if helped:
             _HELPER_FREE.release()
 
 
 def _decontaminate(
-    rgb: np.ndarray, alpha: np.ndarray, pool: ThreadPoolExecutor | None
+    rgb: np.ndarray, alpha: np.ndarray, where: np.ndarray, pool: ThreadPoolExecutor | None
 ) -> np.ndarray:
     means = pool.submit(_colour_means, rgb, alpha) if pool else None
-    # The mixed pixels; below 3 % or above 97 % alpha the correction is too small to see.
-    where = np.flatnonzero((alpha > BAND[0]) & (alpha < BAND[1]))  # flat: 10x np.nonzero's speed
-    if len(where) == 0:
-        if means is not None:
-            means.result()  # not left running over arrays the caller may change
-        return rgb
     out = rgb.copy()
     # Pixels as single 3-byte items: gathering and scattering them is 3-4x faster than rows.
     pixels = out.reshape(-1, 3).view(_PIXEL).reshape(-1)
@@ -126,9 +125,9 @@ def _decontaminate(
     if pool is None:
         estimate(slice(None), _enlarge(small[..., :3], k), _enlarge(small[..., 3:], k))
         return out
-    fine_f = pool.submit(_enlarge, small[..., :3], k)
+    enlarging = pool.submit(_enlarge, small[..., :3], k)
     fine_b = _enlarge(small[..., 3:], k)
-    fine_f = fine_f.result()
+    fine_f = enlarging.result()
     half = len(where) // 2
     first = pool.submit(estimate, slice(0, half), fine_f, fine_b)
     estimate(slice(half, None), fine_f, fine_b)
@@ -137,18 +136,9 @@ def _decontaminate(
 
 
 _PIXEL = np.dtype("V3")
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+# The one helper thread (an executor starts its thread on the first task, not at import).
+_HELPER = ThreadPoolExecutor(1, thread_name_prefix="personcut-decontaminate")
 _HELPER_FREE = threading.Semaphore(1)
-
-
-def _helper() -> ThreadPoolExecutor:
-    """The one helper thread (made on first use)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(1, thread_name_prefix="personcut-decontaminate")
-        return _POOL
 
 
 def _grid(h: int, w: int) -> tuple[float, int, int, int]:
