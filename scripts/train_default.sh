@@ -13,8 +13,7 @@
 #   9. three continuations of stage 6: stage 9 (hand + self-training labels), stage 10 (stage 9
 #      continued), stage 11 (stage 9's data, more turned and exposed photos)
 #  10. the weights of stages 6, 9, 10 and 11 averaged (a model soup)
-#  11. stage 18: 2,000 steps of stage 9's recipe from that average; shipped (which also writes
-#      runs/default_stage18/last.safetensors, stage 20's start)
+#  11. stage 18: 2,000 steps of stage 9's recipe from that average
 #  12. stage 20: 3,000 more steps of the same recipe from stage 18; shipped, README pictures redrawn
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
@@ -38,9 +37,6 @@ personcut train --config configs/default_stage11.yaml
 python scripts/average_models.py runs/default_stage6/last.pt runs/default_stage9/last.pt \
   runs/default_stage10/last.pt runs/default_stage11/last.pt -o runs/soups/soup4.safetensors
 personcut train --config configs/default_stage18.yaml
-python scripts/ship_model.py runs/default_stage18 --checkpoint last --working-size 320 \
-  --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
-  runs/default_stage5 runs/default_stage6 runs/default_stage18
 personcut train --config configs/default_stage20.yaml
 python scripts/ship_model.py runs/default_stage20 --checkpoint last --working-size 320 \
   --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
