@@ -196,15 +196,18 @@ def test_copy_paste_moves_the_person_with_its_mask(tmp_path):
     assert (out[0] > 250).sum() >= 0.5 * person.sum()  # the inside is pure red
 
 
-def test_eval_transform_pads_and_keeps_full_mask():
+def test_eval_transform_stretches_sides_to_the_multiple_and_keeps_full_mask():
     image = np.zeros((30, 60, 3), np.uint8)
+    image[:, 30:] = 200
     mask = np.ones((30, 60), np.uint8)
-    img, msk, (h, w) = EvalTransform(40, multiple=16)(image, mask)
-    assert (h, w) == (20, 40) and img.shape == (3, 32, 48)  # padded to multiples of 16 only
-    assert torch.equal(img[:, 20:, :40], img[:, 19:20, :40].expand(-1, 12, -1))  # border repeated
+    img, msk, (h, w) = EvalTransform(72, multiple=16)(image, mask)
+    # 36x72 scaled, each side stretched to the next multiple of 16 (as the Segmenter sizes it):
+    # no padded band, the right half still bright down to the last row and column.
+    assert (h, w) == (48, 80) and img.shape == (3, 48, 80)
+    assert img[:, -1, 48:].min() > 0.7 and img[:, -1, :32].max() < 0.05
     assert msk.shape == (1, 30, 60)
     batch = eval_collate([(img, msk, (h, w), "a"), (torch.zeros(3, 48, 16), msk, (48, 10), "b")])
-    assert batch[0].shape == (2, 3, 48, 48)
+    assert batch[0].shape == (2, 3, 48, 80)
 
 
 @pytest.mark.skipif(not (SHARED / "coco-person-train").is_dir(), reason="../shared not present")

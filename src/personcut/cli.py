@@ -96,7 +96,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> dict:
     runtime = setup_runtime(args.device)
     model, config = load_model(args.model, runtime.device)
     size = args.size or config.data.eval_size
-    transform = EvalTransform(size, 2**config.model.depth)  # padded as `remove` pads
+    transform = EvalTransform(size, 2**config.model.depth)  # sized as `remove` sizes it
     dataset = build_dataset(args.data, transform, crowd=config.data.crowd)
     loader = make_eval_loader(dataset, args.batch_size, args.num_workers, runtime)
     result = evaluate(

@@ -1,13 +1,14 @@
 """Segmenter: one model session, one predict path, on ONNX Runtime (default) or torch.
 
-The network runs at a working size (long side, e.g. 320, padded to the model's multiple); its
-soft mask is brought back to the photo's full size by :mod:`personcut.refine`. Torch is imported
-only for ``.pt``/``.safetensors`` models (the training extra).
+The network runs at a working size (long side, e.g. 320, each side stretched to the model's
+multiple); its soft mask is brought back to the photo's full size by :mod:`personcut.refine`.
+Torch is imported only for ``.pt``/``.safetensors`` models (the training extra).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def pass_sizes(working_size: int, quality: str) -> tuple[int, ...]:
     scales = {"fast": (0.8,), "balanced": (1.0,), "best": (1.0, 1.3, 1.6)}[quality]
     return tuple(
         working_size if s == 1.0 else max(32, round(working_size * s / 32) * 32) for s in scales
+    )
+
+
+def stretched_sides(h: float, w: float, multiple: int) -> tuple[int, int]:
+    """The sides the network sees for a photo scaled to ``h`` x ``w``: each stretched up to the
+    next multiple of the network's stride instead of padded up to it. The network was trained on
+    crops without padding: the border repeated into a padded band (16 rows of a 4:3 photo at
+    320) cost 0.005 person IoU and 0.017 boundary F on persons-val, a grey or mirrored band 0.003
+    and 0.008-0.011. Squeezing to the nearest multiple instead of stretching cost `fast` 0.003
+    ("Stretch, don't pad" in benchmarks/RESULTS.md). The input is as large as the padded one
+    was, so the time is the same."""
+    return (
+        max(multiple, math.ceil(round(h, 3) / multiple) * multiple),
+        max(multiple, math.ceil(round(w, 3) / multiple) * multiple),
     )
 
 
@@ -147,11 +162,12 @@ class Segmenter:
     def _prepare(
         self, rgb: np.ndarray, image: Image.Image | None = None, size: int | None = None
     ) -> tuple[np.ndarray, tuple[int, int]]:
-        """The photo at the working size (or ``size``); ``image``: ``rgb`` as a PIL image, if
-        the caller has one (making it copies the photo)."""
+        """The photo at the working size (or ``size``), its sides stretched to the model's
+        multiple (:func:`stretched_sides`); ``image``: ``rgb`` as a PIL image, if the caller has
+        one (making it copies the photo)."""
         h, w = rgb.shape[:2]
         s = (size or self.info.working_size) / max(h, w)
-        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        nh, nw = stretched_sides(h * s, w * s, self.info.multiple)
         # reducing_gap=1 (a box reduction by the whole factor first) halves this step's 4 ms at
         # 1 MP but cost 0.0007 person IoU at 1 MP (benchmarks/eval_large.py); kept at 2.
         if image is None:
@@ -159,16 +175,10 @@ class Segmenter:
         small = np.asarray(image.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
         return small, (nh, nw)
 
-    def _to_batch(self, smalls: list[np.ndarray]) -> np.ndarray:
-        m = self.info.multiple
-        ph = max(s.shape[0] for s in smalls)
-        pw = max(s.shape[1] for s in smalls)
-        ph, pw = -(-ph // m) * m, -(-pw // m) * m
-        batch = np.empty((len(smalls), 3, ph, pw), np.float32)
-        for i, s in enumerate(smalls):
-            padded = np.pad(s, ((0, ph - s.shape[0]), (0, pw - s.shape[1]), (0, 0)), mode="edge")
-            batch[i] = padded.transpose(2, 0, 1) / 255.0
-        return batch
+    @staticmethod
+    def _to_batch(smalls: list[np.ndarray]) -> np.ndarray:
+        """Same-shape HxWx3 uint8 images -> (N, 3, H, W) float32 in [0, 1]."""
+        return np.stack(smalls).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
     def predict_masks(
         self,
@@ -195,15 +205,20 @@ class Segmenter:
                 self._averaged(rgb, image, sizes, guided)
                 for rgb, image in zip(rgbs, images, strict=True)
             ]
-        prepared = [self._prepare(rgb, im, sizes[0]) for rgb, im in zip(rgbs, images, strict=True)]
-        logits = self._logits(self._to_batch([p[0] for p in prepared]))
-        out = []
-        for image, (small, (nh, nw)), logit in zip(images, prepared, logits, strict=True):
-            prob = _sigmoid(logit[0, :nh, :nw])
-            out.append(
-                refine.to_full_size(prob, small, image, self.alpha_levels, guided, self.guide)
-            )
-        return out
+        smalls = [self._prepare(rgb, im, sizes[0])[0] for rgb, im in zip(rgbs, images, strict=True)]
+        # One network call per shape: photos of one shape share a batch, none is padded.
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, small in enumerate(smalls):
+            by_shape.setdefault(small.shape, []).append(i)
+        probs: list[np.ndarray] = [np.empty(0)] * len(smalls)
+        for members in by_shape.values():
+            logits = self._logits(self._to_batch([smalls[i] for i in members]))
+            for i, logit in zip(members, logits, strict=True):
+                probs[i] = _sigmoid(logit[0])
+        return [
+            refine.to_full_size(prob, small, image, self.alpha_levels, guided, self.guide)
+            for prob, small, image in zip(probs, smalls, images, strict=True)
+        ]
 
     def _averaged(
         self, rgb: np.ndarray, image: Image.Image, sizes: tuple[int, ...], guided: bool
@@ -215,9 +230,7 @@ class Segmenter:
         total = np.zeros((bh, bw), np.float32)
         for small, (nh, nw) in passes:
             logits = self._logits(self._to_batch([small, np.ascontiguousarray(small[:, ::-1])]))
-            prob = (
-                _sigmoid(logits[0, 0, :nh, :nw]) + _sigmoid(logits[1, 0, :nh, :nw])[:, ::-1]
-            ) / 2
+            prob = (_sigmoid(logits[0, 0]) + _sigmoid(logits[1, 0])[:, ::-1]) / 2
             if (nh, nw) != (bh, bw):
                 prob = np.asarray(Image.fromarray(prob, "F").resize((bw, bh), Image.BILINEAR))
             total += prob

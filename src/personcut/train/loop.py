@@ -200,8 +200,8 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
     if d.val:
         multiple = 2**config.model.depth
         val_set = build_dataset(d.val, EvalTransform(d.eval_size, multiple), d.crowd, True, 0.0)
-        # One image per batch: each is then padded only to a multiple of 2**depth, as in
-        # `personcut remove`, instead of to the largest image of its batch.
+        # One image per batch: each is then seen at exactly the size `personcut remove` gives
+        # it, not padded to the largest image of its batch.
         val_loader = make_eval_loader(val_set, 1, t.num_workers, runtime, pin)
     return train_loader, val_loader
 

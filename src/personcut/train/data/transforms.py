@@ -18,6 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from personcut.scoring import IGNORE, IMAGE_EXTENSIONS
+from personcut.segmenter import stretched_sides
 from personcut.train.data.common import to_tensors
 
 
@@ -198,12 +199,13 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Resize the long side to ``size`` and pad right/bottom to a multiple of ``multiple``, as
-    :class:`personcut.segmenter.Segmenter` does, so validation scores the network on exactly what
-    ``personcut remove`` feeds it. (Padding to a square instead turned the short side of portrait
-    photos into long smeared bands the network never saw in training, and cost ccp person IoU
-    0.16.) The mask stays at full size so metrics are measured at the resolution of the labels.
-    Returns (image, mask, (h, w)) where (h, w) is the resized image's size inside the padding."""
+    """Resize the long side to ``size``, each side stretched to a multiple of ``multiple`` (no
+    padding), as :class:`personcut.segmenter.Segmenter` does, so validation scores the network
+    on exactly what ``personcut remove`` feeds it. (Padding to a square turned the short side of
+    portrait photos into long smeared bands the network never saw in training, and cost ccp
+    person IoU 0.16; even the few rows up to the multiple cost 0.005.) The mask stays at full
+    size so metrics are measured at the resolution of the labels. Returns (image, mask, (h, w)),
+    (h, w) the resized image's size (inside any padding ``eval_collate`` adds)."""
 
     def __init__(self, size: int, multiple: int = 16) -> None:
         self.size = size
@@ -213,12 +215,9 @@ class EvalTransform:
         img, msk = to_tensors(image, mask)
         h, w = img.shape[-2:]
         scale = self.size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        # Sides stretched to the multiple, not padded up to it, as the Segmenter does.
+        nh, nw = stretched_sides(h * scale, w * scale, self.multiple)
         img = v2.functional.resize(img, [nh, nw], antialias=True).float().div_(255)
-        m = self.multiple
-        ph, pw = -(-nh // m) * m, -(-nw // m) * m
-        # Repeat the border rather than pad with black, as the Segmenter does.
-        img = F.pad(img[None], (0, pw - nw, 0, ph - nh), mode="replicate")[0]
         return img, msk, (nh, nw)
 
 
