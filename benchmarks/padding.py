@@ -39,12 +39,11 @@ def segmenter_for(way: str, model: str | None, quality: str):
     from personcut.segmenter import Segmenter, pass_sizes
 
     seg = Segmenter(model, device="cpu", quality=quality)
-    (size,) = pass_sizes(seg.info.working_size, quality)
-    m = seg.info.multiple
     if way == "stretch":
         return seg
 
     def squeezed(rgb, image=None, size=None):
+        m = seg.info.multiple
         h, w = rgb.shape[:2]
         s = (size or seg.info.working_size) / max(h, w)
         nh, nw = (max(m, round(x * s / m) * m) for x in (h, w))
@@ -54,6 +53,8 @@ def segmenter_for(way: str, model: str | None, quality: str):
     def padded(rgbs, guided=True, quality=None):
         mode = {"pad-edge": "edge", "pad-grey": "constant", "pad-mirror": "reflect"}[way]
         extra = {"constant_values": 128} if way == "pad-grey" else {}
+        (size,) = pass_sizes(seg.info.working_size, quality or seg.quality)
+        m = seg.info.multiple
         out = []
         for rgb in rgbs:
             image = Image.fromarray(rgb)

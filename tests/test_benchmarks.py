@@ -160,3 +160,26 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
         assert 0.0 <= row[key] <= 1.0, (key, row[key])
     assert row["person_iou"] > 0.5  # the classic model finds these people
     assert "classic" in done.stdout and "person_iou=" in done.stdout
+
+
+def test_padding_ways_feed_the_network_what_they_name(tiny_onnx):
+    padding = load("padding")
+    rgb = np.random.default_rng(4).integers(0, 255, (30, 45, 3), dtype=np.uint8)
+    inputs = {}
+    for way in padding.WAYS:
+        seg = padding.segmenter_for(way, str(tiny_onnx), "balanced")
+        seg.info.working_size, seg.info.multiple = 40, 16  # 40 x 27: neither a multiple of 16
+
+        def record(batch, real=seg._logits, way=way):
+            inputs[way] = batch
+            return real(batch)
+
+        seg._logits = record
+        assert seg.predict_rgb([rgb])[0].shape == (30, 45)
+    assert inputs["stretch"].shape[-2:] == (32, 48)  # 27 -> 32 and 40 -> 48: up
+    assert inputs["squeeze"].shape[-2:] == (32, 32)  # 40 -> 32: the nearest multiple
+    edge, grey = inputs["pad-edge"][0], inputs["pad-grey"][0]
+    assert edge.shape[-2:] == (32, 48)
+    assert np.array_equal(edge[:, 27:, :40], np.repeat(edge[:, 26:27, :40], 5, axis=1))
+    assert np.allclose(grey[:, 27:, :], 128 / 255) and np.allclose(grey[:, :, 40:], 128 / 255)
+    assert not np.allclose(inputs["stretch"][0][:, 27:], edge[:, 27:])  # the photo fills it
