@@ -43,7 +43,7 @@ def stretched_sides(h: float, w: float, multiple: int) -> tuple[int, int]:
     """The sides the network sees for a photo scaled to ``h`` x ``w``: each stretched up to the
     next multiple of the network's stride instead of padded up to it. The network was trained on
     crops without padding: the border repeated into a padded band (16 rows of a 4:3 photo at
-    320) cost 0.005 person IoU and 0.017 boundary F on persons-val, a grey or mirrored band 0.003
+    320) cost 0.006 person IoU and 0.017 boundary F on persons-val, a grey or mirrored band 0.003
     and 0.008-0.011. Squeezing to the nearest multiple instead of stretching cost `fast` 0.003
     ("Stretch, don't pad" in benchmarks/RESULTS.md). The input is as large as the padded one
     was, so the time is the same."""

@@ -203,7 +203,7 @@ class EvalTransform:
     padding), as :class:`personcut.segmenter.Segmenter` does, so validation scores the network
     on exactly what ``personcut remove`` feeds it. (Padding to a square turned the short side of
     portrait photos into long smeared bands the network never saw in training, and cost ccp
-    person IoU 0.16; even the few rows up to the multiple cost 0.005.) The mask stays at full
+    person IoU 0.16; even the few rows up to the multiple cost 0.006.) The mask stays at full
     size so metrics are measured at the resolution of the labels. Returns (image, mask, (h, w)),
     (h, w) the resized image's size (inside any padding ``eval_collate`` adds)."""
 
