@@ -177,8 +177,12 @@ class Segmenter:
 
     @staticmethod
     def _to_batch(smalls: list[np.ndarray]) -> np.ndarray:
-        """Same-shape HxWx3 uint8 images -> (N, 3, H, W) float32 in [0, 1]."""
-        return np.stack(smalls).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        """Same-shape HxWx3 uint8 images -> (N, 3, H, W) float32 in [0, 1], contiguous (a
+        transposed view would be copied again by ONNX Runtime)."""
+        batch = np.empty((len(smalls), 3, *smalls[0].shape[:2]), np.float32)
+        for i, small in enumerate(smalls):
+            batch[i] = small.transpose(2, 0, 1)
+        return np.divide(batch, 255.0, out=batch)
 
     def predict_masks(
         self,
