@@ -14,7 +14,8 @@
 #      continued), stage 11 (stage 9's data, more turned and exposed photos)
 #  10. the weights of stages 6, 9, 10 and 11 averaged (a model soup)
 #  11. stage 18: 2,000 steps of stage 9's recipe from that average
-#  12. stage 20: 3,000 more steps of the same recipe from stage 18; shipped, README pictures redrawn
+#  12. stage 20: 3,000 more steps of the same recipe from stage 18
+#  13. stage 21: 3,000 more steps of the same recipe from stage 20; shipped, README pictures redrawn
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -38,8 +39,10 @@ python scripts/average_models.py runs/default_stage6/last.pt runs/default_stage9
   runs/default_stage10/last.pt runs/default_stage11/last.pt -o runs/soups/soup4.safetensors
 personcut train --config configs/default_stage18.yaml
 personcut train --config configs/default_stage20.yaml
-python scripts/ship_model.py runs/default_stage20 --checkpoint last --working-size 320 \
+personcut train --config configs/default_stage21.yaml
+python scripts/ship_model.py runs/default_stage21 --checkpoint last --working-size 320 \
   --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
-  runs/default_stage5 runs/default_stage6 runs/default_stage18 runs/default_stage20
+  runs/default_stage5 runs/default_stage6 runs/default_stage18 runs/default_stage20 \
+  runs/default_stage21
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
