@@ -19,7 +19,9 @@ from personcut.train.checkpoint import average_models, save_safetensors
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="+", help="checkpoints (.pt) or .safetensors of one architecture")
+    p.add_argument(
+        "models", nargs="+", help="checkpoints (.pt) or .safetensors of one architecture"
+    )
     p.add_argument("-o", "--out", required=True, help="output .safetensors")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per model (default equal)")
     args = p.parse_args(argv)
