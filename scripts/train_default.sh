@@ -15,7 +15,8 @@
 #  10. the weights of stages 6, 9, 10 and 11 averaged (a model soup)
 #  11. stage 18: 2,000 steps of stage 9's recipe from that average
 #  12. stage 20: 3,000 more steps of the same recipe from stage 18
-#  13. stage 21: 3,000 more steps of the same recipe from stage 20; shipped, README pictures redrawn
+#  13. stages 21 and 22: 3,000 more steps of the same recipe each, from stage 20, then 21
+#  14. ship stage 22, redraw the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -40,9 +41,10 @@ python scripts/average_models.py runs/default_stage6/last.pt runs/default_stage9
 personcut train --config configs/default_stage18.yaml
 personcut train --config configs/default_stage20.yaml
 personcut train --config configs/default_stage21.yaml
-python scripts/ship_model.py runs/default_stage21 --checkpoint last --working-size 320 \
+personcut train --config configs/default_stage22.yaml
+python scripts/ship_model.py runs/default_stage22 --checkpoint last --working-size 320 \
   --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
   runs/default_stage5 runs/default_stage6 runs/default_stage18 runs/default_stage20 \
-  runs/default_stage21
+  runs/default_stage21 runs/default_stage22
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
