@@ -62,14 +62,14 @@ def segmenter_for(way: str, model: str | None, quality: str):
             nh, nw = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
             small = np.asarray(image.resize((nw, nh), Image.BILINEAR))
             pad = ((0, -(-nh // m) * m - nh), (0, -(-nw // m) * m - nw), (0, 0))
-            batch = seg._to_batch([np.pad(small, pad, mode=mode, **extra)])
-            logit = seg._logits(batch)[0, 0, :nh, :nw].astype(np.float32)
+            batch = seg.to_batch([np.pad(small, pad, mode=mode, **extra)])
+            logit = seg.logits(batch)[0, 0, :nh, :nw].astype(np.float32)
             prob = 1.0 / (1.0 + np.exp(-logit))  # the padded band cropped off
             out.append(refine.to_full_size(prob, small, image, seg.alpha_levels, guided, seg.guide))
         return out
 
     if way == "squeeze":
-        seg._prepare = squeezed
+        seg.prepare = squeezed
     else:
         seg.predict_rgb = padded
     return seg

@@ -63,8 +63,8 @@ def main() -> int:
         return out
 
     def network(rgb):
-        small, _ = seg._prepare(rgb)
-        return seg._logits(seg._to_batch([small]))
+        small, _ = seg.prepare(rgb)
+        return seg.logits(seg.to_batch([small]))
 
     for i in range(args.repeats + 1):  # the first run warms up and is dropped
         image = timed("decode", load_image, data)

@@ -94,8 +94,8 @@ def main() -> int:
                 image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
                 mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
             # The Segmenter's own steps (as profile_remove.py): one network pass per photo.
-            small, (nh, nw) = seg._prepare(image)
-            prob = _sigmoid(seg._logits(seg._to_batch([small]))[0, 0, :nh, :nw])
+            small, (nh, nw) = seg.prepare(image)
+            prob = _sigmoid(seg.logits(seg.to_batch([small]))[0, 0, :nh, :nw])
             photo = Image.fromarray(image)
             for (guide, radius, eps), s in scores.items():
                 if guide == "gray":

@@ -63,8 +63,8 @@ def main() -> int:
             if path is None:
                 return None
             with Image.open(path) as im:
-                small, _ = seg._prepare(np.asarray(im.convert("RGB")))
-            return {seg.input_name: seg._to_batch([small])}
+                small, _ = seg.prepare(np.asarray(im.convert("RGB")))
+            return {seg.input_name: seg.to_batch([small])}
 
     model, _ = load_model(shipped.with_suffix(".safetensors"))
     with tempfile.TemporaryDirectory() as tmp:

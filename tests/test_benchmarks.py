@@ -170,11 +170,11 @@ def test_padding_ways_feed_the_network_what_they_name(tiny_onnx):
         seg = padding.segmenter_for(way, str(tiny_onnx), "balanced")
         seg.info.working_size, seg.info.multiple = 40, 16  # 40 x 27: neither a multiple of 16
 
-        def record(batch, real=seg._logits, way=way):
+        def record(batch, real=seg.logits, way=way):
             inputs[way] = batch
             return real(batch)
 
-        seg._logits = record
+        seg.logits = record
         assert seg.predict_rgb([rgb])[0].shape == (30, 45)
     assert inputs["stretch"].shape[-2:] == (32, 48)  # 27 -> 32 and 40 -> 48: up
     assert inputs["squeeze"].shape[-2:] == (32, 32)  # 40 -> 32: the nearest multiple

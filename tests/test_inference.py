@@ -57,8 +57,8 @@ def test_the_network_sees_the_photo_resized_without_padding(seg, monkeypatch):
     assert stretched_sides(213.3, 320, 32) == (224, 320) and stretched_sides(5, 9, 32) == (32, 32)
     assert stretched_sides(170.67, 256, 32) == (192, 256)  # stretched up, never squeezed
     seen = []
-    real = seg._logits
-    monkeypatch.setattr(seg, "_logits", lambda batch: seen.append(batch) or real(batch))
+    real = seg.logits
+    monkeypatch.setattr(seg, "logits", lambda batch: seen.append(batch) or real(batch))
     monkeypatch.setattr(seg.info, "working_size", 320)
     monkeypatch.setattr(seg.info, "multiple", 32)  # the shipped models' stride
     rng = np.random.default_rng(3)

@@ -149,8 +149,10 @@ class Segmenter:
             self.info.working_size = config.data.eval_size
         self.runtime = "torch"
 
-    def _logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 in [0, 1], sides a multiple of ``info.multiple`` -> logits."""
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 in [0, 1], sides a multiple of ``info.multiple`` -> logits.
+        ``prepare``, ``to_batch`` and ``logits`` are one pass's steps as ``predict_rgb`` runs
+        them; benchmarks and scripts (tune_edges, profile_remove, quantize_int8) call them alone."""
         if self.runtime == "onnxruntime":
             return self.session.run(None, {self.input_name: batch})[0]
         import torch
@@ -159,7 +161,7 @@ class Segmenter:
             x = torch.from_numpy(batch).to(self.device)
             return self.torch_model.eval()(x).float().cpu().numpy()
 
-    def _prepare(
+    def prepare(
         self, rgb: np.ndarray, image: Image.Image | None = None, size: int | None = None
     ) -> tuple[np.ndarray, tuple[int, int]]:
         """The photo at the working size (or ``size``), its sides stretched to the model's
@@ -176,7 +178,7 @@ class Segmenter:
         return small, (nh, nw)
 
     @staticmethod
-    def _to_batch(smalls: list[np.ndarray]) -> np.ndarray:
+    def to_batch(smalls: list[np.ndarray]) -> np.ndarray:
         """Same-shape HxWx3 uint8 images -> (N, 3, H, W) float32 in [0, 1], contiguous (a
         transposed view would be copied again by ONNX Runtime)."""
         batch = np.empty((len(smalls), 3, *smalls[0].shape[:2]), np.float32)
@@ -209,14 +211,14 @@ class Segmenter:
                 self._averaged(rgb, image, sizes, guided)
                 for rgb, image in zip(rgbs, images, strict=True)
             ]
-        smalls = [self._prepare(rgb, im, sizes[0])[0] for rgb, im in zip(rgbs, images, strict=True)]
+        smalls = [self.prepare(rgb, im, sizes[0])[0] for rgb, im in zip(rgbs, images, strict=True)]
         # One network call per shape: photos of one shape share a batch, none is padded.
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, small in enumerate(smalls):
             by_shape.setdefault(small.shape, []).append(i)
         probs: list[np.ndarray] = [np.empty(0)] * len(smalls)
         for members in by_shape.values():
-            logits = self._logits(self._to_batch([smalls[i] for i in members]))
+            logits = self.logits(self.to_batch([smalls[i] for i in members]))
             for i, logit in zip(members, logits, strict=True):
                 probs[i] = _sigmoid(logit[0])
         return [
@@ -229,11 +231,11 @@ class Segmenter:
     ) -> np.ndarray:
         """One photo through several passes (each size, the photo and its mirror image in one
         batch), the probabilities averaged on the largest pass's grid, then refined as one."""
-        passes = [self._prepare(rgb, image, size) for size in sizes]
+        passes = [self.prepare(rgb, image, size) for size in sizes]
         base_small, (bh, bw) = max(passes, key=lambda p: p[1][0] * p[1][1])
         total = np.zeros((bh, bw), np.float32)
         for small, (nh, nw) in passes:
-            logits = self._logits(self._to_batch([small, np.ascontiguousarray(small[:, ::-1])]))
+            logits = self.logits(self.to_batch([small, np.ascontiguousarray(small[:, ::-1])]))
             prob = (_sigmoid(logits[0, 0]) + _sigmoid(logits[1, 0])[:, ::-1]) / 2
             if (nh, nw) != (bh, bw):
                 prob = np.asarray(Image.fromarray(prob, "F").resize((bw, bh), Image.BILINEAR))
