@@ -23,6 +23,7 @@ SABOTAGES=(
   "average is the first model|edit src/personcut/train/checkpoint.py 'mean[k] = mean.get(k, 0) + v.double() * (w / total)' 'mean.setdefault(k, v.double())'|tests/test_engine.py -k averaging"
   "decontamination skips a half|edit src/personcut/compose.py '    estimate(slice(half, None), fine_f, fine_b)' '    pass'|tests/test_pixels.py -k decontamination"
   "sides not rounded to the stride|edit src/personcut/segmenter.py 'nh, nw = stretched_sides(h * s, w * s, self.info.multiple)' 'nh, nw = max(1, round(h * s)), max(1, round(w * s))'|tests/test_inference.py -k without_padding"
+  "teachers' disagreement kept|edit scripts/pseudo_label.py '& (stack < 0.5).any(0)' '& False'|tests/test_pseudo_label.py"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 
@@ -63,7 +64,8 @@ for entry in "${SABOTAGES[@]}"; do
   work="$SCRATCH/copy"
   rm -rf "$work"
   mkdir -p "$work"
-  cp -r src tests configs examples pyproject.toml "$work/"
+  cp -r src tests configs examples scripts pyproject.toml "$work/"
+  mkdir -p "$work/benchmarks" && cp benchmarks/*.py "$work/benchmarks/"  # not .cache/ (venvs)
   (cd "$work" && eval "\"$PY\" \"$SCRATCH/break.py\" $action") || { echo "$name: could not apply"; continue; }
   # the scratch copy's sources come first on the path (the dev install points at this checkout)
   if (cd "$work" && PYTHONPATH="$work/src" "$PY" -m pytest -q -x -p no:cacheprovider $tests \
