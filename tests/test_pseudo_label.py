@@ -81,9 +81,10 @@ def test_teachers_answers_become_labels_and_unsure_photos_are_dropped(tmp_path):
     assert kept == ["ccp-mean", "picsart-edge", "picsart-sure"]
 
     def label(name: str) -> tuple[np.ndarray, np.ndarray]:
-        with Image.open(out / "masks" / f"{name}.png") as m, Image.open(
-            out / "ignore" / f"{name}.png"
-        ) as i:
+        with (
+            Image.open(out / "masks" / f"{name}.png") as m,
+            Image.open(out / "ignore" / f"{name}.png") as i,
+        ):
             return np.asarray(m.convert("L")) > 0, np.asarray(i.convert("L")) > 0
 
     person, ignore = label("picsart-sure")
