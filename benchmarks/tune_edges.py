@@ -94,8 +94,8 @@ def main() -> int:
                 image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
                 mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
             # The Segmenter's own steps (as profile_remove.py): one network pass per photo.
-            small, (nh, nw) = seg.prepare(image)
-            prob = _sigmoid(seg.logits(seg.to_batch([small]))[0, 0, :nh, :nw])
+            small, _ = seg.prepare(image)  # stretched to the stride: nothing to crop off
+            prob = _sigmoid(seg.logits(seg.to_batch([small]))[0, 0])
             photo = Image.fromarray(image)
             for (guide, radius, eps), s in scores.items():
                 if guide == "gray":
