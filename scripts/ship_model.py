@@ -3,9 +3,15 @@
     python scripts/ship_model.py runs/default --working-size 320
     python scripts/ship_model.py runs/b --stages runs/a runs/b    # b continued from a (train.init)
     python scripts/ship_model.py runs/classic_stage3 --name classic  # `--model classic`
+    python scripts/ship_model.py runs/c --continues-shipped     # c's train.init was `personcut`
 
 ``--name personcut`` (the default) is the model `personcut remove` runs; any other name ships
 beside it as weights/NAME.onnx, chosen with `--model NAME`.
+
+Every ship writes the per-epoch figures of all the stages it knows to weights/NAME_history.csv
+beside the model, so a later run that starts from the shipped weights (``--continues-shipped``)
+extends the curves and the epoch count without the earlier runs' folders, which a new machine
+does not have.
 
 Then regenerate the README pictures (scripts/make_examples.py) and the model card figures.
 """
@@ -40,6 +46,18 @@ def read_history(run: Path) -> list[dict[str, Any]]:
         ]
 
 
+def write_history(history: list[dict[str, Any]], path: Path) -> None:
+    """The shipped model's per-epoch figures, all stages in order (``stage`` names each row's
+    run), for the next ship to continue from."""
+    keys = ["epoch", "stage"] + sorted({k for row in history for k in row} - {"epoch", "stage"})
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run", type=Path, help="training output folder (best.safetensors, metrics.csv)")
@@ -65,6 +83,12 @@ def main() -> int:
         "were RUN's train.init)",
     )
     p.add_argument(
+        "--continues-shipped",
+        action="store_true",
+        help="RUN (or the first of --stages) started from the shipped model NAME: its epoch "
+        "count and curves (weights/NAME_history.csv) come first; replaces --prior-epochs",
+    )
+    p.add_argument(
         "--checkpoint",
         choices=["best", "last"],
         default="best",
@@ -84,7 +108,18 @@ def main() -> int:
         help="file name in the package: personcut (the default model) or another",
     )
     args = p.parse_args()
-    stages = [read_history(run) for run in [*(args.stages or [])[:-1], args.run]]
+    runs = [*(args.stages or [])[:-1], args.run]
+    stages = [read_history(run) for run in runs]
+    prior: list[dict[str, Any]] = []
+    if args.continues_shipped:
+        shipped = json.loads((WEIGHTS / f"{args.name}.json").read_text())
+        args.prior_epochs = shipped["epochs_trained"]
+        if (WEIGHTS / f"{args.name}_history.csv").is_file():
+            with open(WEIGHTS / f"{args.name}_history.csv", newline="") as f:
+                prior = [
+                    {k: v if k == "stage" else float(v) for k, v in row.items() if v != ""}
+                    for row in csv.DictReader(f)
+                ]
     # best.safetensors holds the epoch with the best validation person IoU (first of ties)
     best = max(stages[-1], key=lambda r: r.get("val_person_iou", -1))
     weights = args.run / "best.safetensors"
@@ -97,11 +132,18 @@ def main() -> int:
         model, config = load_model(args.run / "last.pt")
         weights = args.run / "last.safetensors"
         save_safetensors(model, weights, config)
-    history, starts = [], []
-    for stage in stages:
+    # Epochs numbered from the first one trained: earlier stages whose figures are not at hand
+    # (--prior-epochs beyond the shipped history) leave the start of the axis empty.
+    first = args.prior_epochs - len(prior)
+    history = [{**row, "epoch": first + i} for i, row in enumerate(prior)]
+    starts = [first + i for i in range(1, len(prior)) if prior[i]["stage"] != prior[i - 1]["stage"]]
+    for run, stage in zip(runs, stages, strict=True):
         if history:
-            starts.append(len(history))
-        history += [{**row, "epoch": len(history) + i} for i, row in enumerate(stage)]
+            starts.append(first + len(history))
+        history += [
+            {**row, "epoch": first + len(history) + i, "stage": run.name}
+            for i, row in enumerate(stage)
+        ]
     metadata = {
         "recipe": args.recipe,
         # epochs of the earlier stages, plus this stage's up to the shipped checkpoint
@@ -123,6 +165,9 @@ def main() -> int:
     shutil.copyfile(weights, WEIGHTS / f"{args.name}.safetensors")
     curves = "training_curves.png" if args.name == "personcut" else f"{args.name}_curves.png"
     training_curves(history, WEIGHTS / curves, tuple(starts))
+    # the shipped model's own lineage: the last stage up to the epoch shipped, no further
+    shipped_rows = len(history) - len(stages[-1]) + best["epoch"] + 1
+    write_history(history[:shipped_rows], WEIGHTS / f"{args.name}_history.csv")
     what = args.weights.name if args.weights else f"epoch {best['epoch']}"
     print(
         f"shipped {what} ({info['parameters']} parameters, parity "
