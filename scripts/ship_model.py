@@ -28,6 +28,7 @@ from typing import Any
 
 from safetensors import safe_open
 
+from personcut.files import atomic_path
 from personcut.train.export import export_checkpoint
 from personcut.train.plots import training_curves
 from personcut.weights import KEY_WORKING_SIZE
@@ -35,13 +36,18 @@ from personcut.weights import KEY_WORKING_SIZE
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "personcut" / "weights"
 
 
-def read_history(run: Path) -> list[dict[str, Any]]:
-    """A run's per-epoch figures from its metrics.csv (rewritten whole every epoch). Reading it
-    rather than last.pt keeps optimizer state out of memory and lets runs brought back from a
-    GPU machine without their .pt files be shipped."""
-    with open(run / "metrics.csv", newline="") as f:
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Per-epoch figures from a run's metrics.csv (rewritten whole every epoch) or a shipped
+    NAME_history.csv (whose ``stage`` column names each row's run). Reading them rather than
+    last.pt keeps optimizer state out of memory and lets runs brought back from a GPU machine
+    without their .pt files be shipped."""
+    with open(path, newline="") as f:
         return [
-            {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+            {
+                k: int(v) if k == "epoch" else v if k == "stage" else float(v)
+                for k, v in row.items()
+                if v != ""
+            }
             for row in csv.DictReader(f)
         ]
 
@@ -50,12 +56,10 @@ def write_history(history: list[dict[str, Any]], path: Path) -> None:
     """The shipped model's per-epoch figures, all stages in order (``stage`` names each row's
     run), for the next ship to continue from."""
     keys = ["epoch", "stage"] + sorted({k for row in history for k in row} - {"epoch", "stage"})
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(path)
 
 
 def main() -> int:
@@ -109,17 +113,14 @@ def main() -> int:
     )
     args = p.parse_args()
     runs = [*(args.stages or [])[:-1], args.run]
-    stages = [read_history(run) for run in runs]
+    stages = [read_history(run / "metrics.csv") for run in runs]
+    shipped_history = WEIGHTS / f"{args.name}_history.csv"
     prior: list[dict[str, Any]] = []
     if args.continues_shipped:
         shipped = json.loads((WEIGHTS / f"{args.name}.json").read_text())
         args.prior_epochs = shipped["epochs_trained"]
-        if (WEIGHTS / f"{args.name}_history.csv").is_file():
-            with open(WEIGHTS / f"{args.name}_history.csv", newline="") as f:
-                prior = [
-                    {k: v if k == "stage" else float(v) for k, v in row.items() if v != ""}
-                    for row in csv.DictReader(f)
-                ]
+        if shipped_history.is_file():
+            prior = read_history(shipped_history)
     # best.safetensors holds the epoch with the best validation person IoU (first of ties)
     best = max(stages[-1], key=lambda r: r.get("val_person_iou", -1))
     weights = args.run / "best.safetensors"
@@ -167,7 +168,7 @@ def main() -> int:
     training_curves(history, WEIGHTS / curves, tuple(starts))
     # the shipped model's own lineage: the last stage up to the epoch shipped, no further
     shipped_rows = len(history) - len(stages[-1]) + best["epoch"] + 1
-    write_history(history[:shipped_rows], WEIGHTS / f"{args.name}_history.csv")
+    write_history(history[:shipped_rows], shipped_history)
     what = args.weights.name if args.weights else f"epoch {best['epoch']}"
     print(
         f"shipped {what} ({info['parameters']} parameters, parity "
