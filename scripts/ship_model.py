@@ -4,6 +4,7 @@
     python scripts/ship_model.py runs/b --stages runs/a runs/b    # b continued from a (train.init)
     python scripts/ship_model.py runs/classic_stage3 --name classic  # `--model classic`
     python scripts/ship_model.py runs/c --continues-shipped     # c's train.init was `personcut`
+    python scripts/ship_model.py runs/c --weights-dir /tmp/w    # ship somewhere else (tests)
 
 ``--name personcut`` (the default) is the model `personcut remove` runs; any other name ships
 beside it as weights/NAME.onnx, chosen with `--model NAME`.
@@ -111,13 +112,20 @@ def main() -> int:
         default="personcut",
         help="file name in the package: personcut (the default model) or another",
     )
+    p.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=WEIGHTS,
+        help="where the shipped models live (default: the package's weights/)",
+    )
     args = p.parse_args()
+    weights_dir: Path = args.weights_dir
     runs = [*(args.stages or [])[:-1], args.run]
     stages = [read_history(run / "metrics.csv") for run in runs]
-    shipped_history = WEIGHTS / f"{args.name}_history.csv"
+    shipped_history = weights_dir / f"{args.name}_history.csv"
     prior: list[dict[str, Any]] = []
     if args.continues_shipped:
-        shipped = json.loads((WEIGHTS / f"{args.name}.json").read_text())
+        shipped = json.loads((weights_dir / f"{args.name}.json").read_text())
         args.prior_epochs = shipped["epochs_trained"]
         if shipped_history.is_file():
             prior = read_history(shipped_history)
@@ -158,21 +166,21 @@ def main() -> int:
         if sources:
             metadata["averaged_from"] = json.loads(sources)
         del metadata["val_during_training"]
-    WEIGHTS.mkdir(exist_ok=True)
+    weights_dir.mkdir(exist_ok=True)
     if args.working_size:
         metadata[KEY_WORKING_SIZE] = args.working_size
     metadata["name"] = args.name
-    info = export_checkpoint(weights, WEIGHTS / f"{args.name}.onnx", args.fp16, metadata)
-    shutil.copyfile(weights, WEIGHTS / f"{args.name}.safetensors")
+    info = export_checkpoint(weights, weights_dir / f"{args.name}.onnx", args.fp16, metadata)
+    shutil.copyfile(weights, weights_dir / f"{args.name}.safetensors")
     curves = "training_curves.png" if args.name == "personcut" else f"{args.name}_curves.png"
-    training_curves(history, WEIGHTS / curves, tuple(starts))
+    training_curves(history, weights_dir / curves, tuple(starts))
     # the shipped model's own lineage: the last stage up to the epoch shipped, no further
     shipped_rows = len(history) - len(stages[-1]) + best["epoch"] + 1
     write_history(history[:shipped_rows], shipped_history)
     what = args.weights.name if args.weights else f"epoch {best['epoch']}"
     print(
         f"shipped {what} ({info['parameters']} parameters, parity "
-        f"{info['onnx_parity_max_abs_diff']:.2e}) into {WEIGHTS}"
+        f"{info['onnx_parity_max_abs_diff']:.2e}) into {weights_dir}"
     )
     return 0
 
