@@ -100,6 +100,36 @@ def test_batch_on_a_cluster_joined_by_address(photos, tmp_path, capsys):
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=300)
 
 
+class _Joined(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "joined"),
+    [(None, None, "local"), (None, "10.0.0.5:6379", "10.0.0.5:6379"), ("auto", "x:1", "auto")],
+)
+def test_which_ray_a_job_joins(photos, tmp_path, monkeypatch, flag, env, joined):
+    """Its own local Ray unless --address or RAY_ADDRESS names one: Ray's own default would
+    join whatever `ray start` left on the machine, even a dead one (a stale record hangs)."""
+    from personcut import batch
+
+    asked = []
+
+    def init(address=None, **kwargs):
+        asked.append(address)
+        raise _Joined
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    if env:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(_Joined):
+        batch.run(str(photos), tmp_path / "out", address=flag, progress=False)
+    assert asked == [joined]
+
+
 def test_the_predictor_in_a_users_pipeline(photos):
     """The README's three lines: read_binary_files, map_batches(CutoutPredictor), rows out."""
     from personcut.batch import CutoutPredictor

@@ -194,7 +194,10 @@ def run(
             "output_dir": str(output_dir),
             "root": root,
         }
-        with _ray_session(address or os.environ.get("RAY_ADDRESS")):
+        # "local": a Ray of the job's own unless one is named. Ray's default would join the
+        # latest `ray start` cluster on this machine, whose workers may not see these files
+        # (and a stale record of a dead one makes ray.init wait for ever).
+        with _ray_session(address or os.environ.get("RAY_ADDRESS") or "local"):
             _stream(todo, predictor, actors, batch_size, progress, rows)
     _write_manifest(rows, output_dir / "manifest.parquet")
     failed = sum(s != "ok" for s in rows["status"])
@@ -206,9 +209,9 @@ def run(
 
 
 @contextlib.contextmanager
-def _ray_session(address: str | None) -> Iterator[None]:
-    """Ray for the job: the cluster at ``address``, or a local one started (and stopped) here;
-    an already initialised Ray is used as it is."""
+def _ray_session(address: str) -> Iterator[None]:
+    """Ray for the job: the cluster at ``address``, or with "local" one started (and stopped)
+    here; an already initialised Ray is used as it is."""
     import ray
 
     started = not ray.is_initialized()
