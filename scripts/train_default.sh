@@ -16,7 +16,10 @@
 #  11. stage 18: 2,000 steps of stage 9's recipe from that average
 #  12. stage 20: 3,000 more steps of the same recipe from stage 18
 #  13. stages 21 and 22: 3,000 more steps of the same recipe each, from stage 20, then 21
-#  14. ship stage 22, redraw the README's pictures
+#  14. ship stage 22
+#  15. self-training labels made again with the shipped stage 22 as the teacher -> data/pseudo-self22
+#  16. stage 26: 2,000 steps from stage 22 on them, the hand labels weighed twice
+#  17. ship stages 22 and 26 averaged, redraw the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -46,5 +49,11 @@ python scripts/ship_model.py runs/default_stage22 --checkpoint last --working-si
   --stages runs/default runs/default_stage2 runs/default_stage3 runs/default_stage4 \
   runs/default_stage5 runs/default_stage6 runs/default_stage18 runs/default_stage20 \
   runs/default_stage21 runs/default_stage22
+python scripts/pseudo_label.py --self-teacher personcut@best --out data/pseudo-self22
+personcut train --config configs/default_stage26.yaml
+python scripts/average_models.py runs/default_stage22/last.pt runs/default_stage26/last.pt \
+  -o runs/soups/s22_s26.safetensors
+python scripts/ship_model.py runs/default_stage26 --weights runs/soups/s22_s26.safetensors \
+  --working-size 320 --continues-shipped
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
