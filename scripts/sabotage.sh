@@ -24,6 +24,7 @@ SABOTAGES=(
   "decontamination skips a half|edit src/personcut/compose.py '    estimate(slice(half, None), fine_f, fine_b)' '    pass'|tests/test_pixels.py -k decontamination"
   "sides not rounded to the stride|edit src/personcut/segmenter.py 'nh, nw = stretched_sides(h * s, w * s, self.info.multiple)' 'nh, nw = max(1, round(h * s)), max(1, round(w * s))'|tests/test_inference.py -k without_padding"
   "teachers' disagreement kept|edit scripts/pseudo_label.py '& (stack < 0.5).any(0)' '& False'|tests/test_pseudo_label.py"
+  "weight average not read|edit src/personcut/train/checkpoint.py 'state = ckpt[\"ema\"] if' 'state = ckpt[\"model\"] if'|tests/test_engine.py -k weight_average"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 

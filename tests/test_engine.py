@@ -152,6 +152,45 @@ def test_resume_continues_exactly(folder_data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_weight_average_is_what_is_validated_shipped_and_resumed(folder_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from personcut.train.checkpoint import load_model
+
+    def run(name: str, epochs: int, **kw):
+        cfg = tiny_config(folder_data, tmp_path / name, seed=5, ema_decay=0.9)
+        cfg.train.epochs = 2
+        return fit(cfg, **kw)
+
+    whole = run("whole", 2)
+    run("split", 1, stop_after=1)
+    resumed = run("split", 2, resume=tmp_path / "split" / "last.pt")
+    assert resumed[-1]["val_person_iou"] == whole[-1]["val_person_iou"]
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=False)
+    assert a["ema_updates"] == b["ema_updates"] > 1
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    # the average is not the raw weights, and it is what every reader of the run gets
+    key = "encoder.0.0.weight"  # the first convolution's kernel
+    assert not torch.equal(a["ema"][key], a["model"][key]), key
+    model, _ = load_model(tmp_path / "whole" / "last.pt")
+    assert torch.equal(model.state_dict()[key], a["ema"][key])
+    model, _ = load_model(tmp_path / "whole" / "last.pt", raw=True)
+    assert torch.equal(model.state_dict()[key], a["model"][key])
+    best = load_file(str(tmp_path / "whole" / "best.safetensors"))
+    held = torch.load(tmp_path / "whole" / "best.pt", weights_only=False)["ema"]
+    assert torch.equal(best[key], held[key].contiguous())
+
+
+def test_resuming_a_run_without_an_average_into_one_says_so(folder_data, tmp_path):
+    cfg = tiny_config(folder_data, tmp_path / "r", seed=5)
+    cfg.train.epochs = 2
+    fit(cfg, stop_after=1)
+    cfg.train.ema_decay = 0.99
+    with pytest.raises(ValueError, match="no weight average"):
+        fit(cfg, resume=tmp_path / "r" / "last.pt")
+
+
 def test_config_typo_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config(None, ["train.epoch=3"])

@@ -69,8 +69,13 @@ def save_safetensors(
     write_atomic(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[UNet, Config]:
-    """Rebuild a U-Net from a training checkpoint (.pt) or a safetensors file."""
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu", raw: bool = False
+) -> tuple[UNet, Config]:
+    """Rebuild a U-Net from a training checkpoint (.pt) or a safetensors file.
+
+    A .pt of a run with ``train.ema_decay`` holds two sets of weights: the moving average (what
+    was validated; returned by default) and the raw ones (``raw=True``)."""
     import json
 
     path = Path(path)
@@ -90,14 +95,15 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     else:
         ckpt = load_checkpoint(path, map_location)
         config = Config.from_dict(ckpt["config"], source=str(path))
-        state = ckpt["model"]
+        # A run with train.ema_decay validated (and ships) its weights' average.
+        state = ckpt["ema"] if ckpt.get("ema") is not None and not raw else ckpt["model"]
     model = UNet.from_config(config.model)
     model.load_state_dict(state)
     return model.eval(), config
 
 
 def average_models(
-    paths: list[str | Path], weights: list[float] | None = None
+    paths: list[str | Path], weights: list[float] | None = None, raw: bool = False
 ) -> tuple[UNet, Config]:
     """One U-Net whose weights are the (weighted) mean of several models' weights.
 
@@ -109,6 +115,7 @@ def average_models(
     Args:
         paths: training checkpoints (.pt) or safetensors files of the same architecture.
         weights: one per path, normalised to sum to 1; equal when None.
+        raw: from checkpoints that also hold a weight average, take the raw weights.
     """
     if not paths:
         raise ValueError("average_models needs at least one model")
@@ -118,10 +125,10 @@ def average_models(
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
     total = sum(weights)
-    model, config = load_model(paths[0])
+    model, config = load_model(paths[0], raw=raw)
     mean: dict[str, torch.Tensor] = {}
     for i, (path, w) in enumerate(zip(paths, weights, strict=True)):
-        other = model if i == 0 else load_model(path)[0]
+        other = model if i == 0 else load_model(path, raw=raw)[0]
         if other.config != model.config:
             raise ValueError(
                 f"{path} has model {other.config}, {paths[0]} has {model.config}: "

@@ -194,10 +194,17 @@ class TrainConfig:
     """Start from these weights (checkpoint .pt, .safetensors, "shipped" or "classic")."""
     sheet_images: int = 8
     """Validation images shown in the predictions sheet written each epoch."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the weights, updated every step with this decay
+    (torchvision reference's --model-ema; 0.999 averages over about the last 1,000 steps;
+    0: off). When on, validation, best.* and the .safetensors files use the averaged weights;
+    the checkpoints keep the raw ones too, which --resume continues from."""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.edge_weight < 0 or self.edge_width < 1:
             raise ConfigError("train.edge_weight must be >= 0 and train.edge_width >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "none"):

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -88,9 +89,11 @@ def train_one_epoch(
     channels_last: bool = False,
     show_progress: bool = True,
     epoch: int = 0,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, train person IoU / mIoU and the fraction of
-    time spent waiting for data (the accelerator's idle share)."""
+    time spent waiting for data (the accelerator's idle share). ``ema``, when given, is updated
+    with the weights after every step."""
     model.train()
     meter = SegmentationMeter(device=device)
     loss_sum = torch.zeros((), device=device)
@@ -126,6 +129,8 @@ def train_one_epoch(
         else:
             optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(unwrap(model))
         loss_sum += loss.detach()
         meter.update(logits.detach(), masks)
         if show_progress and step % 10 == 0:
@@ -274,6 +279,12 @@ class _Run:
     start_epoch: int = 0
     history: list[dict[str, Any]] | None = None
     best: float = float("-inf")  # a run without validation scores -loss, which may be < -1
+    ema: AveragedModel | None = None  # the weights' moving average (train.ema_decay)
+
+    @property
+    def kept(self) -> nn.Module:
+        """The weights that are validated and written to .safetensors: the average if kept."""
+        return self.ema.module if self.ema is not None else unwrap(self.model)
 
 
 def _fit(
@@ -366,9 +377,19 @@ def _prepare_run(
         log.warning("train.amp bf16 on a CPU without bf16 instructions: steps will be far slower")
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     run = _Run(model, model, optimizer, scheduler, scaler, dtype, t.channels_last, history=[])
+    if t.ema_decay:
+        # Buffers too: the average's BatchNorm statistics must match its own weights.
+        run.ema = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
+        )
     if resume:
         ckpt = load_checkpoint(resume, runtime.device)
         model.load_state_dict(ckpt["model"])
+        if run.ema is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(f"{resume} holds no weight average, but train.ema_decay is set")
+            run.ema.module.load_state_dict(ckpt["ema"])
+            run.ema.n_averaged.fill_(ckpt["ema_updates"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if scaler is not None and ckpt.get("scaler"):
@@ -377,7 +398,7 @@ def _prepare_run(
         set_rng_state(ckpt["rng"])
         if runtime.is_main:
             log.info("resumed from %s at epoch %d", resume, run.start_epoch)
-            _repair_outputs(out, ckpt, model, config)
+            _repair_outputs(out, ckpt, run.kept, config)
     if runtime.distributed:
         ids = [runtime.local_rank] if runtime.device.type == "cuda" else None
         run.train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -417,6 +438,7 @@ def _one_epoch(
         channels_last=run.channels_last,
         show_progress=runtime.is_main,
         epoch=epoch,
+        ema=run.ema,
     )
     row.update({f"train_{k}": v for k, v in tr.items()})
     if tr["decode_failures"] and runtime.is_main:
@@ -430,12 +452,13 @@ def _one_epoch(
     if runtime.distributed:
         # DDP syncs BatchNorm statistics at the start of each forward, so after the last step
         # every rank holds its own; take rank 0's, the ones the checkpoint will hold.
-        for buffer in unwrap(run.model).buffers():
+        kept = [unwrap(run.model)] + ([run.ema.module] if run.ema is not None else [])
+        for buffer in (b for m in kept for b in m.buffers()):
             dist.broadcast(buffer, 0)
     if val_loader is None:
         return row, []
     ev = evaluate(
-        run.model,
+        run.kept,
         val_loader,
         runtime.device,
         groups=val_loader.groups,
@@ -458,9 +481,12 @@ def _save_epoch(
     """Checkpoints, metrics, curves and the example sheet of an epoch (rank 0)."""
     from personcut.train import plots
 
-    model = unwrap(run.model)
+    model = run.kept
     ckpt = {
-        "model": model.state_dict(),
+        "model": unwrap(run.model).state_dict(),
+        # load_model() reads the average when there is one: it is what was validated.
+        "ema": run.ema.module.state_dict() if run.ema is not None else None,
+        "ema_updates": int(run.ema.n_averaged) if run.ema is not None else 0,
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
