@@ -4,14 +4,24 @@ of the row in RESULTS' tables ("Averaging weights"), from the repo's own command
     python benchmarks/judge.py runs/soups/soup4.safetensors            # export, then judge
     python benchmarks/judge.py runs/default_stage18/last.pt --name s18 --no-robustness
     python benchmarks/judge.py personcut                               # the shipped model
+    python benchmarks/judge.py runs/default_stage29/last.pt --name s29 \
+        --rule benchmarks/ship_rule.json --against benchmarks/results/judge_s22_s26.json
+    python benchmarks/judge.py --check runs/judge/s29.json \
+        --rule benchmarks/ship_rule.json --against benchmarks/results/judge_s22_s26.json
 
 Steps (each a command anyone can run alone): `personcut export` (for .pt / .safetensors),
 `personcut evaluate --edges` on persons-val (person IoU overall and per source, boundary F,
 alpha MAE), `benchmarks/false_people.py` (share of held-out person-free photos with > 1 %
-called person), `benchmarks/robustness.py` (person IoU on changed copies of persons-val), and
-the share of the README's group photo marked person. Writes ``--out-dir/NAME.json`` with the
-row and each step's own JSON beside it (``NAME.evaluate.json`` ...), and prints the row.
-persons-val is for development: use the row to compare candidates, not to tune to it.
+called person), `benchmarks/robustness.py` (person IoU on changed copies of persons-val),
+`benchmarks/eval_large.py` (persons-val enlarged 3x: "x3") and the share of the README's group
+photo marked person. Writes ``--out-dir/NAME.json`` with the row and each step's own JSON beside
+it (``NAME.evaluate.json`` ...), and prints the row.
+
+``--rule`` checks the row against a replacement rule written before the candidate was trained
+(a JSON file: figures it must reach, and figures where it must be no worse than ``--against``,
+the shipped model's row) and exits 1 if any line fails, so the choice to ship is a command, not
+a judgement made after seeing the numbers. persons-val is for development: use the row to
+compare candidates, not to tune to it.
 """
 
 from __future__ import annotations
@@ -37,15 +47,67 @@ def run(args: list[str], log: Path) -> str:
     return done.stdout
 
 
+def check_rule(
+    row: dict[str, float], rule: dict[str, dict[str, float | str]], shipped: dict | None
+) -> list[tuple[str, bool]]:
+    """Each line of ``rule`` as (what it asks, whether ``row`` meets it). The rule's sections:
+    ``at_least`` / ``at_most`` {figure: bound}; ``than_shipped`` {figure: ">=" or "<="}, the
+    row against ``shipped``. A figure missing from a row is an error, not a pass."""
+    known = {"at_least", "at_most", "than_shipped", "why"}
+    if set(rule) - known:
+        raise ValueError(f"unknown rule sections {sorted(set(rule) - known)}; known: {known}")
+
+    def figure(r: dict, key: str, whose: str) -> float:
+        if key not in r:
+            raise KeyError(f"the {whose} row has no {key!r} (run judge without --no-robustness?)")
+        return float(r[key])
+
+    lines = []
+    for key, bound in rule.get("at_least", {}).items():
+        lines.append((f"{key} >= {bound}", figure(row, key, "candidate") >= float(bound)))
+    for key, bound in rule.get("at_most", {}).items():
+        lines.append((f"{key} <= {bound}", figure(row, key, "candidate") <= float(bound)))
+    for key, way in rule.get("than_shipped", {}).items():
+        if shipped is None:
+            raise ValueError("the rule compares with the shipped model: give --against")
+        if way not in (">=", "<="):
+            raise ValueError(f"than_shipped.{key} must be '>=' or '<=', got {way!r}")
+        mine, theirs = figure(row, key, "candidate"), figure(shipped, key, "shipped")
+        ok = mine >= theirs if way == ">=" else mine <= theirs
+        lines.append((f"{key} {way} shipped's {theirs:.4f}", ok))
+    return lines
+
+
+def report_rule(row: dict, rule_path: Path, against: Path | None) -> int:
+    """Print the rule's lines for ``row``; 0 if all pass, else 1."""
+    rule = json.loads(rule_path.read_text())
+    shipped = json.loads(against.read_text()) if against else None
+    lines = check_rule(row, rule, shipped)
+    for what, ok in lines:
+        print(f"{'PASS' if ok else 'FAIL'} {what} (candidate: {row[what.split()[0]]:.4f})")
+    passed = all(ok for _, ok in lines)
+    print(f"{row.get('name', 'candidate')}: {'passes' if passed else 'fails'} {rule_path.name}")
+    return 0 if passed else 1
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("model", help=".pt, .safetensors, .onnx or a shipped name")
+    p.add_argument("model", nargs="?", help=".pt, .safetensors, .onnx or a shipped name")
     p.add_argument("--name", help="the row's name; default: the file's parent and stem")
     p.add_argument("--data", type=Path, default=VAL, help="image/mask folder to score on")
     p.add_argument("--negatives", type=Path, help="person-free photos (false_people's --data)")
     p.add_argument("--no-robustness", action="store_true", help="skip the slowest step")
     p.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "judge", help="(git-ignored)")
+    p.add_argument("--rule", type=Path, help="replacement rule (JSON) the row must pass")
+    p.add_argument("--against", type=Path, help="the shipped model's row (a judge JSON)")
+    p.add_argument("--check", type=Path, help="check this judged row against --rule; no judging")
     args = p.parse_args()
+    if args.check:
+        if not args.rule:
+            p.error("--check needs --rule")
+        return report_rule(json.loads(args.check.read_text()), args.rule, args.against)
+    if not args.model:
+        p.error("give a model to judge (or --check ROW.json)")
 
     model = Path(args.model)
     name = args.name or (f"{model.parent.name}_{model.stem}" if model.suffix else args.model)
@@ -106,6 +168,21 @@ def main() -> int:
         )
         changed = json.loads(rob_json.read_text())["person_iou"]
         row.update({k: v for k, v in changed.items() if k != "plain"})
+        large_json = out / f"{name}.eval_large.json"
+        run(
+            [
+                py,
+                str(HERE / "eval_large.py"),
+                "--model",
+                scored,
+                "--data",
+                str(args.data),
+                "--out",
+                str(large_json),
+            ],
+            out / f"{name}.log",
+        )
+        row["x3"] = json.loads(large_json.read_text())["person_iou"]["all"]
 
     from personcut import Segmenter
 
@@ -114,6 +191,8 @@ def main() -> int:
 
     (out / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    if args.rule:
+        return report_rule(row, args.rule, args.against)
     return 0
 
 

@@ -4,6 +4,7 @@ turned the photo but not its mask would still print a plausible IoU."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -155,11 +156,43 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
         "false_people",
         "turn90",
         "closeup",
+        "x3",
         "group_photo_marked",
     ):
         assert 0.0 <= row[key] <= 1.0, (key, row[key])
     assert row["person_iou"] > 0.5  # the classic model finds these people
     assert "classic" in done.stdout and "person_iou=" in done.stdout
+
+
+def test_ship_rule_fails_each_way_a_candidate_can_fall_short():
+    judge = load("judge")
+    rule = {
+        "at_least": {"person_iou": 0.93},
+        "at_most": {"false_people": 0.027},
+        "than_shipped": {"boundary_f": ">=", "false_people": "<="},
+    }
+    shipped = {"boundary_f": 0.84, "false_people": 0.017}
+    good = {"person_iou": 0.94, "boundary_f": 0.85, "false_people": 0.017}
+
+    def verdicts(**change):
+        return [ok for _, ok in judge.check_rule({**good, **change}, rule, shipped)]
+
+    assert all(verdicts())
+    assert verdicts(person_iou=0.92) == [False, True, True, True]  # below a floor
+    assert verdicts(false_people=0.03) == [True, False, True, False]  # over a ceiling
+    assert verdicts(boundary_f=0.839) == [True, True, False, True]  # worse than shipped
+    assert verdicts(false_people=0.018) == [True, True, True, False]  # one photo more
+    with pytest.raises(KeyError, match="person_iou"):
+        judge.check_rule({"boundary_f": 0.9, "false_people": 0.0}, rule, shipped)
+    with pytest.raises(ValueError, match="--against"):
+        judge.check_rule(good, rule, None)
+    # the rule in the repo reads, and the shipped model meets its own bar
+    repo_rule = json.loads((BENCHMARKS / "ship_rule.json").read_text())
+    results = BENCHMARKS / "results"
+    shipped_row = json.loads((results / "judge_s22_s26.json").read_text())
+    large = json.loads((results / "eval_large_s22_s26.json").read_text())
+    shipped_row["x3"] = large["person_iou"]["all"]
+    assert all(ok for _, ok in judge.check_rule(shipped_row, repo_rule, shipped_row))
 
 
 def test_padding_ways_feed_the_network_what_they_name(tiny_onnx):
