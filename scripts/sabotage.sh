@@ -25,6 +25,9 @@ SABOTAGES=(
   "sides not rounded to the stride|edit src/personcut/segmenter.py 'nh, nw = stretched_sides(h * s, w * s, self.info.multiple)' 'nh, nw = max(1, round(h * s)), max(1, round(w * s))'|tests/test_inference.py -k without_padding"
   "teachers' disagreement kept|edit scripts/pseudo_label.py '& (stack < 0.5).any(0)' '& False'|tests/test_pseudo_label.py"
   "weight average not read|edit src/personcut/train/checkpoint.py 'state = ckpt[\"ema\"] if' 'state = ckpt[\"model\"] if'|tests/test_engine.py -k weight_average"
+  "an input overwritten|edit src/personcut/cli.py 'if resolved in inputs:' 'if False:'|tests/test_cli.py -k never_overwrites"
+  "a batch stops at a bad file|edit src/personcut/cli.py 'if isinstance(result, Exception):' 'if isinstance(result, Exception) and False:'|tests/test_cli.py -k bad_file_in_a_batch"
+  "writes not atomic|edit src/personcut/files.py '        yield tmp' '        yield path'|tests/test_cli.py -k fails_midway"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 

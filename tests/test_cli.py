@@ -245,3 +245,21 @@ def test_leftovers_are_found_with_one_listing_per_folder(photos, tiny_onnx, tmp_
     assert run([photos, "-o", out, "--overwrite"], tiny_onnx) == 0
     assert not any(f.exists() for f in stale) and all(f.exists() for f in keep)
     assert listings.count(out) == 1
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path):
+    from personcut.files import write_atomic
+
+    out = tmp_path / "cutout.png"
+    out.write_bytes(b"the earlier, complete output")
+
+    def half_then_fail(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(out, half_then_fail)
+    assert out.read_bytes() == b"the earlier, complete output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cutout.png"]  # no .part left
+    write_atomic(out, b"new")
+    assert out.read_bytes() == b"new" and out.stat().st_mode & 0o777 == 0o644
