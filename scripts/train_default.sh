@@ -19,7 +19,10 @@
 #  14. ship stage 22
 #  15. self-training labels made again with the shipped stage 22 as the teacher -> data/pseudo-self22
 #  16. stage 26: 2,000 steps from stage 22 on them, the hand labels weighed twice
-#  17. ship stages 22 and 26 averaged, redraw the README's pictures
+#  17. ship stages 22 and 26 averaged
+#  18. stage 29: 4,000 steps of stage 26's recipe from that average (its raw weights taken out);
+#      stage 30: 3,000 more from them with more hard negatives (negative_p 0.10)
+#  19. ship stage 29's raw weights and stage 30's averaged, redraw the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -55,5 +58,12 @@ python scripts/average_models.py runs/default_stage22/last.pt runs/default_stage
   -o runs/soups/s22_s26.safetensors
 python scripts/ship_model.py runs/default_stage26 --weights runs/soups/s22_s26.safetensors \
   --working-size 320 --continues-shipped
+personcut train --config configs/default_stage29.yaml
+python scripts/average_models.py --raw runs/default_stage29/last.pt -o runs/soups/s29raw.safetensors
+personcut train --config configs/default_stage30.yaml
+python scripts/average_models.py runs/soups/s29raw.safetensors runs/default_stage30/last.pt \
+  -o runs/soups/s29raw_s30.safetensors
+python scripts/ship_model.py runs/default_stage30 --weights runs/soups/s29raw_s30.safetensors \
+  --stages runs/default_stage29 runs/default_stage30 --continues-shipped --working-size 320
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
