@@ -50,7 +50,8 @@ def run(args: list[str], log: Path) -> str:
 def check_rule(
     row: dict[str, float], rule: dict[str, dict[str, float | str]], shipped: dict | None
 ) -> list[tuple[str, bool]]:
-    """Each line of ``rule`` as (what it asks, whether ``row`` meets it). The rule's sections:
+    """Each line of ``rule`` as (what it asks and the candidate's figure, whether ``row`` meets
+    it). The rule's sections:
     ``at_least`` / ``at_most`` {figure: bound}; ``than_shipped`` {figure: ">=" or "<="}, the
     row against ``shipped``. A figure missing from a row is an error, not a pass."""
     known = {"at_least", "at_most", "than_shipped", "why"}
@@ -63,18 +64,23 @@ def check_rule(
         return float(r[key])
 
     lines = []
+
+    def line(key: str, way: str, bound: float, against: str) -> None:
+        mine = figure(row, key, "candidate")
+        ok = mine >= bound if way == ">=" else mine <= bound
+        lines.append((f"{key} {way} {against} (candidate: {mine:.4f})", ok))
+
     for key, bound in rule.get("at_least", {}).items():
-        lines.append((f"{key} >= {bound}", figure(row, key, "candidate") >= float(bound)))
+        line(key, ">=", float(bound), f"{bound}")
     for key, bound in rule.get("at_most", {}).items():
-        lines.append((f"{key} <= {bound}", figure(row, key, "candidate") <= float(bound)))
+        line(key, "<=", float(bound), f"{bound}")
     for key, way in rule.get("than_shipped", {}).items():
         if shipped is None:
             raise ValueError("the rule compares with the shipped model: give --against")
         if way not in (">=", "<="):
             raise ValueError(f"than_shipped.{key} must be '>=' or '<=', got {way!r}")
-        mine, theirs = figure(row, key, "candidate"), figure(shipped, key, "shipped")
-        ok = mine >= theirs if way == ">=" else mine <= theirs
-        lines.append((f"{key} {way} shipped's {theirs:.4f}", ok))
+        theirs = figure(shipped, key, "shipped")
+        line(key, way, theirs, f"shipped's {theirs:.4f}")
     return lines
 
 
@@ -84,7 +90,7 @@ def report_rule(row: dict, rule_path: Path, against: Path | None) -> int:
     shipped = json.loads(against.read_text()) if against else None
     lines = check_rule(row, rule, shipped)
     for what, ok in lines:
-        print(f"{'PASS' if ok else 'FAIL'} {what} (candidate: {row[what.split()[0]]:.4f})")
+        print(f"{'PASS' if ok else 'FAIL'} {what}")
     passed = all(ok for _, ok in lines)
     print(f"{row.get('name', 'candidate')}: {'passes' if passed else 'fails'} {rule_path.name}")
     return 0 if passed else 1

@@ -157,14 +157,14 @@ def test_weight_average_is_what_is_validated_shipped_and_resumed(folder_data, tm
 
     from personcut.train.checkpoint import load_model
 
-    def run(name: str, epochs: int, **kw):
+    def run(name: str, **kw):  # a 2-epoch run; kw: fit's stop_after or resume
         cfg = tiny_config(folder_data, tmp_path / name, seed=5, ema_decay=0.9)
         cfg.train.epochs = 2
         return fit(cfg, **kw)
 
-    whole = run("whole", 2)
-    run("split", 1, stop_after=1)
-    resumed = run("split", 2, resume=tmp_path / "split" / "last.pt")
+    whole = run("whole")
+    run("split", stop_after=1)
+    resumed = run("split", resume=tmp_path / "split" / "last.pt")
     assert resumed[-1]["val_person_iou"] == whole[-1]["val_person_iou"]
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "split" / "last.pt", weights_only=False)
