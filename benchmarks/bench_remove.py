@@ -95,7 +95,12 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", type=float, default=[0.3, 1.0, 12.0])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--working-size", type=int)
-    p.add_argument("--quality", default="balanced", choices=["fast", "balanced", "best"])
+    p.add_argument(
+        "--quality",
+        default="balanced",
+        choices=["fast", "balanced", "best", "frame"],
+        help="frame: one pass at the working size, no mirror (video; the default until stage 31)",
+    )
     p.add_argument("--no-decontaminate", action="store_true", help="keep the photo's colours")
     p.add_argument(
         "--formats",

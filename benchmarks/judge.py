@@ -77,6 +77,14 @@ def check_rule(
     for key, way in rule.get("than_shipped", {}).items():
         if shipped is None:
             raise ValueError("the rule compares with the shipped model: give --against")
+        # Rows judged before the eighteenth session ran one pass; the default mode has added
+        # the mirror image's since, which lifts every figure: compare like with like.
+        if row.get("mirror", False) != shipped.get("mirror", False):
+            raise ValueError(
+                "the candidate and the shipped rows were scored with different passes "
+                f"(mirror pass: {row.get('mirror', False)} against "
+                f"{shipped.get('mirror', False)}); judge the shipped model again"
+            )
         if way not in (">=", "<="):
             raise ValueError(f"than_shipped.{key} must be '>=' or '<=', got {way!r}")
         theirs = figure(shipped, key, "shipped")
@@ -144,7 +152,10 @@ def main() -> int:
         )
     )
     (out / f"{name}.evaluate.json").write_text(json.dumps(evaluation, indent=1) + "\n")
+    from personcut.segmenter import PASSES
+
     row: dict[str, object] = {"name": name, "model": args.model}
+    row["mirror"] = PASSES["balanced"][1]  # the default mode's passes, as every step runs them
     row["person_iou"] = evaluation["person_iou"]
     for source, figures in evaluation.get("by_source", {}).items():
         row[source] = figures["person_iou"]

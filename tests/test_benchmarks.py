@@ -186,6 +186,12 @@ def test_ship_rule_fails_each_way_a_candidate_can_fall_short():
         judge.check_rule({"boundary_f": 0.9, "false_people": 0.0}, rule, shipped)
     with pytest.raises(ValueError, match="--against"):
         judge.check_rule(good, rule, None)
+    with pytest.raises(ValueError, match="different passes"):  # one pass against two
+        judge.check_rule({**good, "mirror": True}, rule, shipped)
+    assert all(
+        ok
+        for _, ok in judge.check_rule({**good, "mirror": True}, rule, {**shipped, "mirror": True})
+    )
     # the rule in the repo reads, and the shipped model meets its own bar
     repo_rule = json.loads((BENCHMARKS / "ship_rule.json").read_text())
     results = BENCHMARKS / "results"
@@ -200,7 +206,7 @@ def test_padding_ways_feed_the_network_what_they_name(tiny_onnx):
     rgb = np.random.default_rng(4).integers(0, 255, (30, 45, 3), dtype=np.uint8)
     inputs = {}
     for way in padding.WAYS:
-        seg = padding.segmenter_for(way, str(tiny_onnx), "balanced")
+        seg = padding.segmenter_for(way, str(tiny_onnx), "frame")
         seg.info.working_size, seg.info.multiple = 40, 16  # 40 x 27: neither a multiple of 16
 
         def record(batch, real=seg.logits, way=way):

@@ -66,14 +66,19 @@ def test_the_network_sees_the_photo_resized_without_padding(seg, monkeypatch):
     tall = wide.transpose(Image.Transpose.ROTATE_90)
     alphas = seg.predict_masks([wide, tall, wide])
     assert [a.shape for a in alphas] == [(300, 400), (400, 300), (300, 400)]
-    assert [b.shape for b in seen] == [(2, 3, 256, 320), (1, 3, 320, 256)]
+    # balanced: each photo and its mirror image, one batch per shape
+    assert [b.shape for b in seen] == [(4, 3, 256, 320), (2, 3, 320, 256)]
     expected = np.asarray(wide.resize((320, 256), Image.BILINEAR, reducing_gap=2.0)) / 255.0
     assert np.allclose(seen[0][0].transpose(1, 2, 0), expected, atol=1e-6)
+    assert np.allclose(seen[0][2].transpose(1, 2, 0), expected[:, ::-1], atol=1e-6)
+    seen.clear()
+    seg.predict_masks([wide, wide], quality="fast")
+    assert [b.shape for b in seen] == [(2, 3, 192, 256)]  # one pass, no mirror
 
 
 def test_batch_equals_single(seg, photo):
     # Same-size images batch exactly; mixed sizes run as separate calls (still full-size out).
-    other = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    other = photo.transpose(Image.Transpose.ROTATE_180)
     batch = seg.predict_masks([photo, other])
     assert np.allclose(batch[0], seg.predict_mask(photo), atol=1e-5)
     assert np.allclose(batch[1], seg.predict_mask(other), atol=1e-5)

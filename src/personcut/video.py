@@ -318,7 +318,7 @@ def _transcode(
                     if frame.time is not None:
                         last_time = float(frame.time)
                     rgb = frame.to_ndarray(format="rgb24")
-                    alpha = smoother(segmenter.predict_rgb([rgb])[0])
+                    alpha = smoother(segmenter.predict_rgb([rgb], quality="frame")[0])
                     if output is not None:
                         collect()
                     elif pending is not None:
