@@ -127,30 +127,16 @@ def main() -> int:
     name = args.name or (f"{model.parent.name}_{model.stem}" if model.suffix else args.model)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
+    py, log = sys.executable, out / f"{name}.log"
     if model.suffix in (".pt", ".safetensors"):
         onnx = out / f"{name}.onnx"
-        run([py, "-m", "personcut", "export", str(model), "-o", str(onnx)], out / f"{name}.log")
+        run([py, "-m", "personcut", "export", str(model), "-o", str(onnx)], log)
         scored = str(onnx)
     else:
         scored = args.model
 
-    evaluation = json.loads(
-        run(
-            [
-                py,
-                "-m",
-                "personcut",
-                "evaluate",
-                "--edges",
-                "--model",
-                scored,
-                "--data",
-                str(args.data),
-            ],
-            out / f"{name}.log",
-        )
-    )
+    cli = [py, "-m", "personcut", "evaluate", "--edges", "--model", scored]
+    evaluation = json.loads(run([*cli, "--data", str(args.data)], log))
     (out / f"{name}.evaluate.json").write_text(json.dumps(evaluation, indent=1) + "\n")
     from personcut.segmenter import PASSES
 
@@ -161,45 +147,19 @@ def main() -> int:
         row[source] = figures["person_iou"]
     row["boundary_f"], row["alpha_mae"] = evaluation["boundary_f"], evaluation["mae"]
 
-    fp_json = out / f"{name}.false_people.json"
-    fp_args = [py, str(HERE / "false_people.py"), "--model", scored, "--out", str(fp_json)]
-    if args.negatives:
-        fp_args += ["--data", str(args.negatives)]
-    run(fp_args, out / f"{name}.log")
-    row["false_people"] = json.loads(fp_json.read_text())["all"]["share_over_limit"]
+    def bench(script: str, *extra: str) -> dict:
+        """benchmarks/SCRIPT.py on the scored model, its JSON kept as NAME.SCRIPT.json."""
+        result = out / f"{name}.{script}.json"
+        run([py, str(HERE / f"{script}.py"), "--model", scored, *extra, "--out", str(result)], log)
+        return json.loads(result.read_text())
 
+    data = ("--data", str(args.data))
+    negatives = ("--data", str(args.negatives)) if args.negatives else ()
+    row["false_people"] = bench("false_people", *negatives)["all"]["share_over_limit"]
     if not args.no_robustness:
-        rob_json = out / f"{name}.robustness.json"
-        run(
-            [
-                py,
-                str(HERE / "robustness.py"),
-                "--model",
-                scored,
-                "--data",
-                str(args.data),
-                "--out",
-                str(rob_json),
-            ],
-            out / f"{name}.log",
-        )
-        changed = json.loads(rob_json.read_text())["person_iou"]
+        changed = bench("robustness", *data)["person_iou"]
         row.update({k: v for k, v in changed.items() if k != "plain"})
-        large_json = out / f"{name}.eval_large.json"
-        run(
-            [
-                py,
-                str(HERE / "eval_large.py"),
-                "--model",
-                scored,
-                "--data",
-                str(args.data),
-                "--out",
-                str(large_json),
-            ],
-            out / f"{name}.log",
-        )
-        row["x3"] = json.loads(large_json.read_text())["person_iou"]["all"]
+        row["x3"] = bench("eval_large", *data)["person_iou"]["all"]
 
     from personcut import Segmenter
 
