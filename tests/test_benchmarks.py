@@ -161,6 +161,7 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
     ):
         assert 0.0 <= row[key] <= 1.0, (key, row[key])
     assert row["person_iou"] > 0.5  # the classic model finds these people
+    assert row["mirror"] is True  # scored as the default mode runs: with the mirror pass
     assert "classic" in done.stdout and "person_iou=" in done.stdout
 
 
