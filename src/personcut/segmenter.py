@@ -255,7 +255,7 @@ class Segmenter:
         for members in by_shape.values():
             batch = [smalls[i] for i in members]
             if mirrored:
-                batch += [np.ascontiguousarray(small[:, ::-1]) for small in batch]
+                batch += [small[:, ::-1] for small in batch]  # to_batch copies them
             out = _sigmoid(self.logits(self.to_batch(batch))[:, 0])
             for j, i in enumerate(members):
                 probs[i] = (out[j] + out[len(members) + j][:, ::-1]) / 2 if mirrored else out[j]
