@@ -137,6 +137,16 @@ def test_formats_keep_frames_size_and_audio(clip, seg, tmp_path, name, options, 
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
 
 
+def test_frames_run_one_pass_whatever_the_stills_default(clip, tiny_onnx, tmp_path):
+    # a clip has a frame budget: no mirror pass, even from a Segmenter whose mode has one
+    seg = Segmenter(tiny_onnx, quality="best")
+    batches = []
+    real = seg.logits
+    seg.logits = lambda batch: batches.append(batch.shape) or real(batch)
+    remove_video(clip, tmp_path / "o.webm", segmenter=seg, progress=False)
+    assert len(batches) == 6 and {shape[0] for shape in batches} == {1}
+
+
 def audio_seconds(path: Path) -> float:
     """The audio track's length as decoded: samples over the sample rate."""
     with av.open(str(path)) as c:

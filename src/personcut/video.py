@@ -181,6 +181,9 @@ def remove_video(
     blur, threshold) or as one ready :class:`~personcut.cutout.CutoutOptions` (``options``,
     which then wins; its format is ignored, and crop is refused: frames keep their size).
 
+    Each frame is one pass of ``segmenter`` at its working size (default VIDEO_WORKING_SIZE), no
+    mirror pass whatever its quality mode: clips keep their own setting, for their frame rate.
+
     Frames over ``max_pixels`` are refused before any is decoded (a small file can hold huge
     frames). A clip that ends early (truncated, or garbage inside) is written with the frames
     that could be decoded, and ``complete`` in the result is False (the CLI reports it).
@@ -318,7 +321,7 @@ def _transcode(
                     if frame.time is not None:
                         last_time = float(frame.time)
                     rgb = frame.to_ndarray(format="rgb24")
-                    alpha = smoother(segmenter.predict_rgb([rgb], quality="frame")[0])
+                    alpha = smoother(segmenter.predict_rgb([rgb], quality="frame")[0])  # one pass
                     if output is not None:
                         collect()
                     elif pending is not None:
