@@ -22,7 +22,9 @@
 #  17. ship stages 22 and 26 averaged
 #  18. stage 29: 4,000 steps of stage 26's recipe from that average (its raw weights taken out);
 #      stage 30: 3,000 more from them with more hard negatives (negative_p 0.10)
-#  19. ship stage 29's raw weights and stage 30's averaged, redraw the README's pictures
+#  19. ship stage 29's raw weights and stage 30's averaged
+#  20. stage 31: 4,000 steps of stage 30's recipe from that; ship its last epoch, redraw the
+#      README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -65,5 +67,8 @@ python scripts/average_models.py runs/soups/s29raw.safetensors runs/default_stag
   -o runs/soups/s29raw_s30.safetensors
 python scripts/ship_model.py runs/default_stage30 --weights runs/soups/s29raw_s30.safetensors \
   --stages runs/default_stage29 runs/default_stage30 --continues-shipped --working-size 320
+personcut train --config configs/default_stage31.yaml
+python scripts/ship_model.py runs/default_stage31 --checkpoint last --continues-shipped \
+  --working-size 320
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
