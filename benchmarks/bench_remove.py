@@ -99,7 +99,7 @@ def main() -> None:
         "--quality",
         default="balanced",
         choices=["fast", "balanced", "best", "frame"],
-        help="frame: one pass at the working size, no mirror (video; the default until the eighteenth session)",
+        help="frame: one pass at the working size, no mirror (video; default until session 18)",
     )
     p.add_argument("--no-decontaminate", action="store_true", help="keep the photo's colours")
     p.add_argument(
