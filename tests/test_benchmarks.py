@@ -223,3 +223,25 @@ def test_padding_ways_feed_the_network_what_they_name(tiny_onnx):
     assert np.array_equal(edge[:, 27:, :40], np.repeat(edge[:, 26:27, :40], 5, axis=1))
     assert np.allclose(grey[:, 27:, :], 128 / 255) and np.allclose(grey[:, :, 40:], 128 / 255)
     assert not np.allclose(inputs["stretch"][0][:, 27:], edge[:, 27:])  # the photo fills it
+
+
+@pytest.mark.parametrize("size", [32, 48])  # 48: taller than the photo, so padded
+def test_refiner_patches_keep_photo_and_mask_together(photo, size):
+    refiner = load("try_edge_refiner")
+    rgb, mask = photo
+    exact = mask.astype(np.float32)  # a guided output that is the truth itself
+    x, y = refiner.patches(
+        [(rgb, exact, exact, mask, "s", "p")], size, 12, np.random.default_rng(1)
+    )
+    assert x.shape == (12, 5, size, size) and y.shape == (12, 1, size, size)
+    np.testing.assert_array_equal(x[:, 4], y[:, 0])  # mirrored or padded, input and target alike
+    assert np.allclose(x[:, 0][y[:, 0] == 1], 220 / 255)  # the person's colour where it is person
+    assert 0 < y.mean() < 1  # centred near the edge: both person and background
+
+
+def test_a_fresh_refiner_is_the_guided_filter():
+    torch = pytest.importorskip("torch")
+    model = load("try_edge_refiner").make_refiner(4)
+    x = torch.rand(2, 5, 16, 16)
+    expected = torch.logit(x[:, 4:5].clamp(1e-4, 1 - 1e-4))
+    torch.testing.assert_close(model(x), expected)
