@@ -15,7 +15,10 @@ error (0-255, averaged over channels) in the edge band (where 0 < A < 1, grown b
 over the whole photo; and the fringe alone, the same error against a P + (1 - a) B2 with the
 tool's own alpha a, so that only the colour a cut-out carries counts, not where its edge lies.
 One more row bounds what colour estimation alone can do: personcut's cut-out alpha with colours
-decontaminated using the true alpha A (the rest of its fringe is the alpha's own error).
+decontaminated using the true alpha A (the rest of its fringe is the alpha's own error). With
+``--multilevel``, one more: personcut's alpha with colours from pymatting's multilevel
+foreground estimator (Germer et al. 2020; ``pip install pymatting``, not a dependency), the
+issue's other suggested estimator, against the blur fusion that ships.
 Rivals give an alpha only; their cut-outs carry I1's colours, as their own cut-outs do (rembg's
 remove() without alpha matting). Picture: benchmarks/results/halo.png.
 """
@@ -35,6 +38,7 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 BOUND = "personcut alpha, colours from the true alpha (bound)"
+MULTILEVEL = "personcut alpha, pymatting multilevel colours"
 TINTS = [(255, 0, 255), (0, 255, 0), (0, 128, 255), (255, 140, 0), (255, 255, 0), (0, 255, 255)]
 
 
@@ -153,7 +157,13 @@ def main() -> int:
     p.add_argument("--limit", type=int, help="only the first N photos")
     p.add_argument("--tools", nargs="+", default=["personcut"])
     p.add_argument("--out", type=Path, default=HERE / "results" / "halo.json")
+    p.add_argument("--multilevel", action="store_true", help="also pymatting's multilevel colours")
     args = p.parse_args()
+    if args.multilevel:
+        try:
+            from pymatting import estimate_foreground_ml
+        except ImportError:
+            p.error("--multilevel needs pymatting: pip install pymatting")
 
     from personcut import Segmenter
     from personcut.compose import decontaminate
@@ -187,6 +197,15 @@ def main() -> int:
         row["band"].append(float(err[band].mean()))
         row["all"].append(float(err.mean()))
         row["fringe"].append(fringe(bound, i1, alpha, b2, truth, band))
+        if args.multilevel:  # the same alpha, colours from pymatting's estimator
+            ml = cut.copy()
+            f = estimate_foreground_ml(i1 / 255.0, cut[..., 3] / 255.0)
+            ml[..., :3] = np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            err = np.abs(over(ml, b2) - truth).mean(-1)
+            row = errors.setdefault(MULTILEVEL, {"band": [], "all": [], "fringe": []})
+            row["band"].append(float(err[band].mean()))
+            row["all"].append(float(err.mean()))
+            row["fringe"].append(fringe(ml, i1, alpha, b2, truth, band))
     with tempfile.TemporaryDirectory() as tmp:
         images = {name: i1 for name, i1, *_ in items}
         for tool in (t for t in args.tools if t != "personcut"):
