@@ -277,8 +277,65 @@ def test_scenes_paste_people_with_their_masks_and_negatives_are_empty(tmp_path):
     assert unchanged[0][1].shape == (1, 32, 32)  # the wrapped item, from its own transform
 
 
+def test_crowd_scenes_stand_people_in_rows_nearer_in_front(tmp_path, monkeypatch):
+    from personcut.train.data import scenes as scenes_module
+    from personcut.train.data.scenes import CROWD_HEIGHT, CROWD_PEOPLE, SceneDataset
+
+    _people_pack(tmp_path)
+    base = FolderDataset(tmp_path, TrainTransform(32, rotate_degrees=0))
+    torch.manual_seed(0)
+    crowds = SceneDataset(base, tmp_path / "bg", 100, scene_p=1.0, negative_p=0.0, crowd_p=1.0)
+    heights, placed = [], []
+
+    def person(height, lying=True):  # each person a solid block of its own grey
+        assert not lying  # crowds stand
+        heights.append(height)
+        a = np.ones((height, max(1, height // 3)), np.float32)
+        return np.full((*a.shape, 3), float(len(heights)), np.float32), a, (0, 0, 0, 0)
+
+    paste = scenes_module._paste
+
+    def recording_paste(canvas, mask, colour, a, top, left):
+        placed.append((top, left, *a.shape))
+        paste(canvas, mask, colour, a, top, left)
+
+    crowds._person = person
+    monkeypatch.setattr(scenes_module, "_paste", recording_paste)
+    canvas = np.zeros((100, 100, 3), np.float32)
+    mask = np.zeros((100, 100), np.uint8)
+    crowds._crowd(canvas, mask)
+    assert CROWD_PEOPLE[0] <= len(heights) <= CROWD_PEOPLE[1] and len(placed) == len(heights)
+    assert all(CROWD_HEIGHT[0] * 100 - 1 <= h <= CROWD_HEIGHT[1] * 100 + 1 for h in heights)
+    # From the back to the front: feet lower down the frame and people taller, one by one.
+    feet = [top + h for top, _, h, _ in placed]
+    assert feet == sorted(feet) and heights == sorted(heights) and heights[0] < heights[-1]
+    # The nearer hide the farther: each pixel shows the last person laid over it.
+    expected = np.zeros((100, 100))
+    for k, (top, left, h, w) in enumerate(placed, start=1):
+        expected[max(0, top) : max(0, top + h), max(0, left) : max(0, left + w)] = k
+    np.testing.assert_array_equal(canvas[..., 0], expected)
+    np.testing.assert_array_equal(mask, expected > 0)
+    monkeypatch.undo()
+    # Through the dataset, with the real people: masks where the people are.
+    del crowds._person
+    for i in range(10):
+        image, got, group = crowds[i]
+        person_px = got[0] == 1
+        assert group == "scene" and person_px.any()
+        gray = image.mean(0)
+        assert gray[person_px].mean() > gray[~person_px].mean() + 0.2
+    # Off (the default), the scene path never builds a crowd.
+    plain = SceneDataset(base, tmp_path / "bg", 64, scene_p=1.0, negative_p=0.0)
+    plain._crowd = lambda *a: (_ for _ in ()).throw(AssertionError("crowd built"))
+    for i in range(10):
+        plain[i]
+
+
 def test_scene_settings_are_checked():
     from personcut.train.config import ConfigError, DataConfig
+
+    with pytest.raises(ConfigError, match="scene_crowd_p"):
+        DataConfig(scene_crowd_p=1.5)
 
     with pytest.raises(ConfigError, match="need data.backgrounds"):
         DataConfig(scene_p=0.3)

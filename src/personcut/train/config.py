@@ -100,6 +100,9 @@ class DataConfig:
     negative_p: float = 0.0
     """Probability that a training sample is a background photo with nobody in it."""
     scene_max_people: int = 10
+    scene_crowd_p: float = 0.0
+    """Share of made-up scenes that are crowds instead: 10 to 30 people in rows receding toward
+    a horizon, 3 % to 30 % of the frame tall (train/data/scenes.py)."""
     crowd: str = "ignore"
     """COCO crowd regions: "ignore" (left out of loss and metrics) or "person"."""
     keep_empty: bool = True
@@ -149,6 +152,8 @@ class DataConfig:
             raise ConfigError("data.scene_p and data.negative_p need data.backgrounds")
         if self.scene_max_people < 2:
             raise ConfigError("data.scene_max_people must be >= 2")
+        if not 0.0 <= self.scene_crowd_p <= 1.0:
+            raise ConfigError(f"data.scene_crowd_p must be in [0, 1], got {self.scene_crowd_p}")
         if not 0.0 < self.min_scale <= 1.0:
             raise ConfigError(f"data.min_scale must be in (0, 1], got {self.min_scale}")
         if self.crop_size % 16 or self.eval_size % 16:

@@ -176,6 +176,7 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
             d.scene_max_people,
             negatives=negatives,
             look=look,
+            crowd_p=d.scene_crowd_p,
         )
     sampler = DistributedSampler(
         train_set,

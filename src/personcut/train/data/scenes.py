@@ -4,7 +4,10 @@ The training packs are skewed toward one central, upright person filling the fra
 trained on them alone marks walls and benches as person and misses groups, people far away and
 people lying down. Scenes fill that gap with what the packs lack: 2 to ``max_people`` people, each
 from 5 % to 40 % of the frame height, overlapping, sometimes lying (turned by 90 degrees) or cut by
-the frame's edge; and photos with nobody in them, whose right answer is an empty mask.
+the frame's edge; and photos with nobody in them, whose right answer is an empty mask. A share of
+the scenes (``crowd_p``) are crowds instead: 10 to 30 people standing in rows that recede toward
+a horizon, from 3 % of the frame height at the back to 30 % at the front, the nearer in front of
+the farther (the distant spectators and street crowds the model missed on COCO photos).
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ PERSON_HEIGHT = (0.05, 0.40)
 """Range of a pasted person's height as a share of the frame's height."""
 LYING_P = 0.15
 """Probability that a pasted person is turned by 90 degrees."""
+CROWD_PEOPLE = (10, 30)
+"""Range of the number of people in a crowd scene."""
+CROWD_HEIGHT = (0.03, 0.30)
+"""A crowd's people: the height of one at the horizon and of one at the frame's bottom edge,
+as shares of the frame's height (issue 25's crowds: 10-30 people from 3 % to 30 %)."""
 
 
 def raw_item(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +67,7 @@ class SceneDataset(Dataset):
         max_people: int = 10,
         negatives: list[Path] | None = None,
         look=None,
+        crowd_p: float = 0.0,
     ) -> None:
         folder = Path(backgrounds)
         if not folder.is_dir():
@@ -74,6 +83,7 @@ class SceneDataset(Dataset):
         self.look = look
         self.dataset, self.size = dataset, size
         self.scene_p, self.negative_p, self.max_people = scene_p, negative_p, max_people
+        self.crowd_p = crowd_p
         self.colour = v2.Compose(
             [v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3), v2.RandomGrayscale(0.05)]
         )
@@ -122,9 +132,10 @@ class SceneDataset(Dataset):
                 bg = bg.transpose(Image.FLIP_LEFT_RIGHT)
             return np.array(bg)
 
-    def _person(self, height: int):
+    def _person(self, height: int, lying: bool = True):
         """A random person cut out: (RGB hxwx3 float32, alpha hxw float32, cut sides (top,
-        bottom, left, right)), about ``height`` tall; None when the mask holds no person."""
+        bottom, left, right)), about ``height`` tall; None when the mask holds no person.
+        ``lying``: may be turned by 90 degrees (LYING_P)."""
         image, mask = raw_item(self.dataset, int(torch.randint(len(self.dataset), ())))
         ys, xs = np.nonzero(mask == 1)
         if len(ys) < 16:
@@ -135,7 +146,7 @@ class SceneDataset(Dataset):
         # side must meet the new frame's edge too, or the scene shows a floating torso.
         top, bottom = y0 == 0, y1 == mask.shape[0]
         left, right = x0 == 0, x1 == mask.shape[1]
-        if torch.rand(()) < LYING_P:
+        if lying and torch.rand(()) < LYING_P:
             if torch.rand(()) < 0.5:  # a quarter turn anticlockwise
                 rgb, alpha = np.rot90(rgb, 1), np.rot90(alpha, 1)
                 top, bottom, left, right = right, left, top, bottom
@@ -173,6 +184,10 @@ class SceneDataset(Dataset):
         s = self.size
         canvas = self._background().astype(np.float32)
         mask = np.zeros((s, s), np.uint8)
+        # Drawn only when crowds are on, so runs without them see the same random stream.
+        if self.crowd_p and torch.rand(()) < self.crowd_p:
+            self._crowd(canvas, mask)
+            return self._finish(canvas.round().clip(0, 255).astype(np.uint8), mask)
         count = int(torch.randint(2, self.max_people + 1, ()))
         lo, hi = PERSON_HEIGHT
         for _ in range(count):
@@ -194,13 +209,48 @@ class SceneDataset(Dataset):
                 left = s - w
             elif cut_left and not cut_right:
                 left = 0
-            cy0, cx0 = max(0, top), max(0, left)
-            cy1, cx1 = min(s, top + h), min(s, left + w)
-            if cy1 <= cy0 or cx1 <= cx0:
-                continue
-            pa = a[cy0 - top : cy1 - top, cx0 - left : cx1 - left, None]
-            pc = colour[cy0 - top : cy1 - top, cx0 - left : cx1 - left]
-            region = canvas[cy0:cy1, cx0:cx1]
-            canvas[cy0:cy1, cx0:cx1] = region * (1 - pa) + pc * pa
-            mask[cy0:cy1, cx0:cx1][pa[..., 0] >= 0.5] = 1
+            _paste(canvas, mask, colour, a, top, left)
         return self._finish(canvas.round().clip(0, 255).astype(np.uint8), mask)
+
+    def _crowd(self, canvas: np.ndarray, mask: np.ndarray) -> None:
+        """10-30 upright people whose feet stand between a horizon and a little below the
+        frame's bottom edge, each as tall as its distance from the horizon says (CROWD_HEIGHT),
+        pasted from the back to the front so the nearer hide the farther."""
+        s = self.size
+        lo, hi = CROWD_HEIGHT
+        horizon = float(torch.empty(()).uniform_(0.25, 0.6)) * s
+        count = int(torch.randint(CROWD_PEOPLE[0], CROWD_PEOPLE[1] + 1, ()))
+        feet = sorted(float(torch.empty(()).uniform_(horizon, s * 1.1)) for _ in range(count))
+        for foot in feet:  # back to front
+            near = min(1.0, (foot - horizon) / (s - horizon))
+            height = max(4, round((lo + (hi - lo) * near) * s))
+            # Standing on the ground wants legs: a bust (cut at the bottom) floats, so up to
+            # three draws look for a whole person (most PicsArt portraits are busts).
+            for _ in range(3):
+                cut = self._person(height, lying=False)
+                if cut is not None and not cut[2][1]:
+                    break
+            if cut is None:
+                continue
+            colour, a, _ = cut
+            h, w = a.shape
+            left = int(torch.randint(-w // 3, s - 2 * w // 3 + 1, ()))
+            _paste(canvas, mask, colour, a, round(foot) - h, left)
+
+
+def _paste(
+    canvas: np.ndarray, mask: np.ndarray, colour: np.ndarray, a: np.ndarray, top: int, left: int
+) -> None:
+    """Lay a cut-out person (colour, alpha) over ``canvas`` at (top, left), clipped to the
+    frame, and mark it in ``mask`` where its alpha is at least half."""
+    s_h, s_w = mask.shape
+    h, w = a.shape
+    cy0, cx0 = max(0, top), max(0, left)
+    cy1, cx1 = min(s_h, top + h), min(s_w, left + w)
+    if cy1 <= cy0 or cx1 <= cx0:
+        return
+    pa = a[cy0 - top : cy1 - top, cx0 - left : cx1 - left, None]
+    pc = colour[cy0 - top : cy1 - top, cx0 - left : cx1 - left]
+    region = canvas[cy0:cy1, cx0:cx1]
+    canvas[cy0:cy1, cx0:cx1] = region * (1 - pa) + pc * pa
+    mask[cy0:cy1, cx0:cx1][pa[..., 0] >= 0.5] = 1
