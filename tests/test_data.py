@@ -326,7 +326,11 @@ def test_crowd_scenes_stand_people_in_rows_nearer_in_front(tmp_path, monkeypatch
         assert gray[person_px].mean() > gray[~person_px].mean() + 0.2
     # Off (the default), the scene path never builds a crowd.
     plain = SceneDataset(base, tmp_path / "bg", 64, scene_p=1.0, negative_p=0.0)
-    plain._crowd = lambda *a: (_ for _ in ()).throw(AssertionError("crowd built"))
+
+    def no_crowd(*_):
+        raise AssertionError("crowd built")
+
+    plain._crowd = no_crowd
     for i in range(10):
         plain[i]
 

@@ -187,7 +187,14 @@ class SceneDataset(Dataset):
         # Drawn only when crowds are on, so runs without them see the same random stream.
         if self.crowd_p and torch.rand(()) < self.crowd_p:
             self._crowd(canvas, mask)
-            return self._finish(canvas.round().clip(0, 255).astype(np.uint8), mask)
+        else:
+            self._scatter(canvas, mask)
+        return self._finish(canvas.round().clip(0, 255).astype(np.uint8), mask)
+
+    def _scatter(self, canvas: np.ndarray, mask: np.ndarray) -> None:
+        """2 to ``max_people`` people anywhere, of log-uniform heights (PERSON_HEIGHT), some
+        lying, a person cut by its photo's frame meeting this frame's edge."""
+        s = self.size
         count = int(torch.randint(2, self.max_people + 1, ()))
         lo, hi = PERSON_HEIGHT
         for _ in range(count):
@@ -210,7 +217,6 @@ class SceneDataset(Dataset):
             elif cut_left and not cut_right:
                 left = 0
             _paste(canvas, mask, colour, a, top, left)
-        return self._finish(canvas.round().clip(0, 255).astype(np.uint8), mask)
 
     def _crowd(self, canvas: np.ndarray, mask: np.ndarray) -> None:
         """10-30 upright people whose feet stand between a horizon and a little below the
