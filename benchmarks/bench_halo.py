@@ -111,6 +111,18 @@ def over(cutout: np.ndarray, back: np.ndarray) -> np.ndarray:
     return a * cutout[..., :3].astype(np.float32) + (1 - a) * back
 
 
+def score(errors: dict, name: str, cut, i1, alpha, b2, truth, band) -> np.ndarray:
+    """Add one photo's edge band, whole photo and fringe errors to ``errors[name]``; returns
+    the cut-out laid over the second backdrop."""
+    result = over(cut, b2)
+    err = np.abs(result - truth).mean(-1)
+    row = errors.setdefault(name, {"band": [], "all": [], "fringe": []})
+    row["band"].append(float(err[band].mean()))
+    row["all"].append(float(err.mean()))
+    row["fringe"].append(fringe(cut, i1, alpha, b2, truth, band))
+    return result
+
+
 def fringe(cut, i1, alpha, b2, truth, band) -> float:
     """Colour error in the band against the truth recomposed with the cut-out's own alpha:
     what the carried colour alone costs (0 for a cut-out holding the person's true colour)."""
@@ -179,12 +191,7 @@ def main() -> int:
         for mode, decon in modes.items():
             options = CutoutOptions(decontaminate=decon)
             cut = np.asarray(cutout_image(seg, i1, options))
-            result = over(cut, b2)
-            err = np.abs(result - truth).mean(-1)
-            row = errors.setdefault(mode, {"band": [], "all": [], "fringe": []})
-            row["band"].append(float(err[band].mean()))
-            row["all"].append(float(err.mean()))
-            row["fringe"].append(fringe(cut, i1, alpha, b2, truth, band))
+            result = score(errors, mode, cut, i1, alpha, b2, truth, band)
             if len(samples) < 3 or name in samples:
                 samples.setdefault(name, {"truth": truth, "band": band})[mode] = result
         # The bound of colour estimation alone: the same cut-out alpha (``cut`` is the last
@@ -192,20 +199,12 @@ def main() -> int:
         # alpha. What is left is where the cut-out's own alpha is wrong.
         bound = cut.copy()
         bound[..., :3] = decontaminate(i1, alpha)
-        err = np.abs(over(bound, b2) - truth).mean(-1)
-        row = errors.setdefault(BOUND, {"band": [], "all": [], "fringe": []})
-        row["band"].append(float(err[band].mean()))
-        row["all"].append(float(err.mean()))
-        row["fringe"].append(fringe(bound, i1, alpha, b2, truth, band))
+        score(errors, BOUND, bound, i1, alpha, b2, truth, band)
         if args.multilevel:  # the same alpha, colours from pymatting's estimator
             ml = cut.copy()
             f = estimate_foreground_ml(i1 / 255.0, cut[..., 3] / 255.0)
             ml[..., :3] = np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            err = np.abs(over(ml, b2) - truth).mean(-1)
-            row = errors.setdefault(MULTILEVEL, {"band": [], "all": [], "fringe": []})
-            row["band"].append(float(err[band].mean()))
-            row["all"].append(float(err.mean()))
-            row["fringe"].append(fringe(ml, i1, alpha, b2, truth, band))
+            score(errors, MULTILEVEL, ml, i1, alpha, b2, truth, band)
     with tempfile.TemporaryDirectory() as tmp:
         images = {name: i1 for name, i1, *_ in items}
         for tool in (t for t in args.tools if t != "personcut"):
@@ -213,14 +212,9 @@ def main() -> int:
             if isinstance(alphas, str):
                 print(f"SKIPPED {tool}: {alphas}", file=sys.stderr)
                 continue
-            row = errors.setdefault(tool, {"band": [], "all": [], "fringe": []})
             for name, i1, b2, alpha, truth in items:
                 cut = np.dstack([i1, alphas[name]])
-                err = np.abs(over(cut, b2) - truth).mean(-1)
-                band = band_of(alpha)
-                row["band"].append(float(err[band].mean()))
-                row["all"].append(float(err.mean()))
-                row["fringe"].append(fringe(cut, i1, alpha, b2, truth, band))
+                score(errors, tool, cut, i1, alpha, b2, truth, band_of(alpha))
     result = {
         mode: {
             "edge_band_error": round(float(np.mean(e["band"])), 3),
