@@ -81,22 +81,30 @@ def make_refiner(width: int):
     return Refiner()
 
 
-def patches(views, size: int, count: int, rng: np.random.Generator):
-    """``count`` (input, target) patches centred on pixels near the true or predicted edge."""
+def edge_pixels(view) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of a view's pixels near the true or the predicted edge."""
+    _, _, guided, mask, _, _ = view
+    edge = np.abs(guided - 0.5) < 0.45
+    person = mask == 1
+    edge |= person != np.roll(person, 1, axis=0)
+    edge |= person != np.roll(person, 1, axis=1)
+    return np.nonzero(edge)
+
+
+def patches(views, edges, size: int, count: int, rng: np.random.Generator):
+    """``count`` (input, target) patches centred on pixels near the true or predicted edge;
+    ``edges``: :func:`edge_pixels` of each view, found once."""
     xs, ys = [], []
     for _ in range(count):
-        rgb, bilinear, guided, mask, _, _ = views[rng.integers(len(views))]
+        k = rng.integers(len(views))
+        rgb, bilinear, guided, mask, _, _ = views[k]
         h, w = mask.shape
-        edge = np.abs(guided - 0.5) < 0.45
-        person = mask == 1
-        edge |= person != np.roll(person, 1, axis=0)
-        edge |= person != np.roll(person, 1, axis=1)
-        ys_, xs_ = np.nonzero(edge)
+        ys_, xs_ = edges[k]
         if len(ys_) == 0 or h < size or w < size:
             cy, cx = h // 2, w // 2
         else:
-            k = rng.integers(len(ys_))
-            cy, cx = ys_[k], xs_[k]
+            j = rng.integers(len(ys_))
+            cy, cx = ys_[j], xs_[j]
         top = int(np.clip(cy - size // 2, 0, max(0, h - size)))
         left = int(np.clip(cx - size // 2, 0, max(0, w - size)))
         sl = (slice(top, top + size), slice(left, left + size))
@@ -142,6 +150,7 @@ def main() -> int:
     if args.val_limit:
         val_pairs = val_pairs[:: max(1, len(val_pairs) // args.val_limit)][: args.val_limit]
     train = network_views(seg, train_pairs, "network, persons-train")
+    edges = [edge_pixels(view) for view in train]
 
     model = make_refiner(args.width)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -151,7 +160,7 @@ def main() -> int:
     losses = []
     with tqdm(range(args.steps), desc="refiner") as bar:
         for step in bar:
-            x, y = patches(train, args.patch, args.batch, rng)
+            x, y = patches(train, edges, args.patch, args.batch, rng)
             loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
             opt.zero_grad()
             loss.backward()
@@ -161,7 +170,7 @@ def main() -> int:
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     train_s = time.perf_counter() - start
-    del train
+    del train, edges
 
     val = network_views(seg, val_pairs, "network, persons-val")
     rows = {

@@ -230,9 +230,9 @@ def test_refiner_patches_keep_photo_and_mask_together(photo, size):
     refiner = load("try_edge_refiner")
     rgb, mask = photo
     exact = mask.astype(np.float32)  # a guided output that is the truth itself
-    x, y = refiner.patches(
-        [(rgb, exact, exact, mask, "s", "p")], size, 12, np.random.default_rng(1)
-    )
+    views = [(rgb, exact, exact, mask, "s", "p")]
+    edges = [refiner.edge_pixels(view) for view in views]
+    x, y = refiner.patches(views, edges, size, 12, np.random.default_rng(1))
     assert x.shape == (12, 5, size, size) and y.shape == (12, 1, size, size)
     np.testing.assert_array_equal(x[:, 4], y[:, 0])  # mirrored or padded, input and target alike
     assert np.allclose(x[:, 0][y[:, 0] == 1], 220 / 255)  # the person's colour where it is person
