@@ -12,7 +12,7 @@ from PIL import Image
 from personcut.train.config import ConfigError, ModelConfig, load_config
 from personcut.train.data import IGNORE
 from personcut.train.loop import fit, train_one_epoch, warmup_cosine
-from personcut.train.losses import bce_loss, dice_loss, edge_band
+from personcut.train.losses import bce_loss, dice_loss, edge_band, lovasz_hinge
 from personcut.train.metrics import SegmentationMeter
 from personcut.train.model import UNet
 
@@ -50,6 +50,28 @@ def test_dice_of_a_perfect_prediction_is_near_zero():
     target[..., :2, :] = 1
     logits = (target.float() * 2 - 1) * 50
     assert dice_loss(logits, target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_hinge_at_a_hard_prediction_is_the_jaccard_loss():
+    # Logits of margin exactly 1 where right and 0 where wrong make the hinge errors the
+    # indicator of the wrong pixels, where the Lovász extension equals the Jaccard loss itself.
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.random((2, 1, 8, 8)) < 0.4).long()
+    wrong = torch.from_numpy(rng.random((2, 1, 8, 8)) < 0.2)
+    target[1, 0, 0, :4] = IGNORE  # left out: wrong or not, they count for nothing
+    wrong[1, 0, 0, :4] = True
+    logits = torch.where(wrong, 0.0, (target == 1).float() * 2 - 1)
+    expected = []
+    for t, w in zip(target, wrong):
+        valid = t != IGNORE
+        truth, pred = (t == 1) & valid, ((t == 1) ^ w) & valid
+        expected.append(1 - (truth & pred).sum().item() / (truth | pred).sum().item())
+    assert lovasz_hinge(logits, target).item() == pytest.approx(np.mean(expected), rel=1e-6)
+    assert lovasz_hinge(logits * 0 + (target == 1).float() * 4 - 2, target).item() == 0.0
+    logits.requires_grad_(True)
+    lovasz_hinge(logits, target).backward()
+    assert logits.grad[wrong & (target != IGNORE)].abs().sum() > 0
+    assert logits.grad[target == IGNORE].eq(0).all()
 
 
 def test_both_ious_against_hand_computed_values():

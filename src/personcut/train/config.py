@@ -173,6 +173,8 @@ class TrainConfig:
     """Linear warm-up length in epochs (fractions allowed), then cosine decay to zero."""
     dice_weight: float = 0.0
     """Weight of the Dice loss added to binary cross-entropy (0: BCE only)."""
+    lovasz_weight: float = 0.0
+    """Weight of the Lovász hinge (each image's person IoU, made convex) added likewise."""
     edge_weight: float = 0.0
     """Extra cross-entropy weight on pixels near the mask's boundary (0: every pixel alike)."""
     edge_width: int = 3
@@ -210,6 +212,8 @@ class TrainConfig:
             raise ConfigError("train.epochs and train.batch_size must be >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.dice_weight < 0 or self.lovasz_weight < 0:
+            raise ConfigError("train.dice_weight and train.lovasz_weight must be >= 0")
         if self.edge_weight < 0 or self.edge_width < 1:
             raise ConfigError("train.edge_weight must be >= 0 and train.edge_width >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "none"):

@@ -84,6 +84,7 @@ def train_one_epoch(
     dice_weight: float = 0.0,
     edge_weight: float = 0.0,
     edge_width: int = 3,
+    lovasz_weight: float = 0.0,
     grad_clip: float = 0.0,
     max_steps: int = 0,
     channels_last: bool = False,
@@ -114,7 +115,9 @@ def train_one_epoch(
         wait += time.perf_counter() - tick
         with autocast(autocast_dtype, device):
             logits = model(images)
-        loss = segmentation_loss(logits, masks, dice_weight, edge_weight, edge_width)
+        loss = segmentation_loss(
+            logits, masks, dice_weight, edge_weight, edge_width, lovasz_weight
+        )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -434,6 +437,7 @@ def _one_epoch(
         dice_weight=t.dice_weight,
         edge_weight=t.edge_weight,
         edge_width=t.edge_width,
+        lovasz_weight=t.lovasz_weight,
         grad_clip=t.grad_clip,
         max_steps=t.max_steps_per_epoch,
         channels_last=run.channels_last,
