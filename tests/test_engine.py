@@ -62,7 +62,7 @@ def test_lovasz_hinge_at_a_hard_prediction_is_the_jaccard_loss():
     wrong[1, 0, 0, :4] = True
     logits = torch.where(wrong, 0.0, (target == 1).float() * 2 - 1)
     expected = []
-    for t, w in zip(target, wrong):
+    for t, w in zip(target, wrong, strict=True):
         valid = t != IGNORE
         truth, pred = (t == 1) & valid, ((t == 1) ^ w) & valid
         expected.append(1 - (truth & pred).sum().item() / (truth | pred).sum().item())

@@ -57,7 +57,7 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     zoo for one function.
     """
     losses = []
-    for image_logits, image_target in zip(logits.float(), target):
+    for image_logits, image_target in zip(logits.float(), target, strict=True):
         valid = image_target != IGNORE
         score = image_logits[valid]
         truth = (image_target[valid] == 1).float()
