@@ -29,6 +29,7 @@ SABOTAGES=(
   "a batch stops at a bad file|edit src/personcut/cli.py 'if isinstance(result, Exception):' 'if isinstance(result, Exception) and False:'|tests/test_cli.py -k bad_file_in_a_batch"
   "writes not atomic|edit src/personcut/files.py '        yield tmp' '        yield path'|tests/test_cli.py -k fails_midway"
   "mirror pass not flipped back|edit src/personcut/segmenter.py 'out[len(members) + j][:, ::-1]' 'out[len(members) + j]'|tests/test_pixels.py -k quality_modes"
+  "Lovász errors not sorted|edit src/personcut/train/losses.py 'errors, order = torch.sort(errors, descending=True)' 'order = torch.arange(errors.numel())'|tests/test_engine.py -k lovasz"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 
