@@ -95,8 +95,8 @@ def test_warmup_then_cosine():
 
 @pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
 def test_tiny_model_learns(folder_data, autocast_dtype):
-    """In fp32 and in bf16 autocast on the CPU (train.amp bf16) the loss falls, and the weights
-    stay fp32."""
+    """In fp32 and in bf16 autocast on the CPU (train.amp bf16) the loss, Lovász hinge
+    included, falls, and the weights stay fp32."""
     from torch.utils.data import DataLoader
 
     from personcut.train.data import build_dataset
@@ -112,7 +112,14 @@ def test_tiny_model_learns(folder_data, autocast_dtype):
 
     def epoch() -> dict:
         return train_one_epoch(
-            model, loader, opt, sched, cpu, autocast_dtype=autocast_dtype, show_progress=False
+            model,
+            loader,
+            opt,
+            sched,
+            cpu,
+            autocast_dtype=autocast_dtype,
+            lovasz_weight=0.5,
+            show_progress=False,
         )
 
     first = epoch()
