@@ -115,7 +115,14 @@ def train_one_epoch(
         wait += time.perf_counter() - tick
         with autocast(autocast_dtype, device):
             logits = model(images)
-        loss = segmentation_loss(logits, masks, dice_weight, edge_weight, edge_width, lovasz_weight)
+        loss = segmentation_loss(
+            logits,
+            masks,
+            dice_weight=dice_weight,
+            edge_weight=edge_weight,
+            edge_width=edge_width,
+            lovasz_weight=lovasz_weight,
+        )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -69,10 +69,11 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ranked = truth[order]
         # The Jaccard loss of the first k pixels counted as errors, for every k; its steps
         # are the weights of the sorted errors (the Lovász extension's gradient).
-        intersection = ranked.sum() - ranked.cumsum(0)
-        union = ranked.sum() + (1 - ranked).cumsum(0)
+        people = ranked.sum()
+        intersection = people - ranked.cumsum(0)
+        union = people + (1 - ranked).cumsum(0)
         jaccard = 1 - intersection / union
-        steps = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        steps = torch.diff(jaccard, prepend=jaccard.new_zeros(1))
         losses.append(torch.dot(F.relu(errors), steps))
     return torch.stack(losses).mean()
 
@@ -80,6 +81,7 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def segmentation_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
+    *,
     dice_weight: float = 0.0,
     edge_weight: float = 0.0,
     edge_width: int = 3,
