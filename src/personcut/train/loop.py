@@ -123,22 +123,7 @@ def train_one_epoch(
             edge_width=edge_width,
             lovasz_weight=lovasz_weight,
         )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(unwrap(model))
+        _optimizer_step(model, loss, optimizer, scheduler, scaler, grad_clip, ema)
         loss_sum += loss.detach()
         meter.update(logits.detach(), masks)
         if show_progress and step % 10 == 0:
@@ -148,16 +133,45 @@ def train_one_epoch(
         dist.all_reduce(loss_sum)
         loss_sum /= dist.get_world_size()
     metrics = meter.compute()
-    elapsed = time.perf_counter() - start
+    elapsed = max(time.perf_counter() - start, 1e-9)
     return {
         "loss": float(loss_sum) / max(1, steps),
         "person_iou": metrics["person_iou"],
         "miou": metrics["miou"],
-        "data_wait": wait / max(elapsed, 1e-9),
+        "data_wait": wait / elapsed,
         # images that failed to decode and were replaced by another (this process's share)
         "decode_failures": float(substituted),
-        "images_per_s": steps * loader.batch_size * world_size() / max(elapsed, 1e-9),
+        "images_per_s": steps * loader.batch_size * world_size() / elapsed,
     }
+
+
+def _optimizer_step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    grad_clip: float,
+    ema: AveragedModel | None,
+) -> None:
+    """Backward, clip, step and schedule one batch; with a GradScaler (fp16) the gradients are
+    unscaled before clipping so the clip threshold is in true units."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    if ema is not None:
+        ema.update_parameters(unwrap(model))
 
 
 def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoader | None]:
