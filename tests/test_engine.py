@@ -1,6 +1,7 @@
 import csv
 import logging
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ from PIL import Image
 from personcut.train.config import ConfigError, ModelConfig, load_config
 from personcut.train.data import IGNORE
 from personcut.train.loop import fit, train_one_epoch, warmup_cosine
-from personcut.train.losses import bce_loss, dice_loss, edge_band, lovasz_hinge
+from personcut.train.losses import (
+    bce_loss,
+    dice_loss,
+    edge_band,
+    lovasz_hinge,
+    segmentation_loss,
+)
 from personcut.train.metrics import SegmentationMeter
 from personcut.train.model import UNet
 
@@ -117,8 +124,8 @@ def test_tiny_model_learns(folder_data, autocast_dtype):
             opt,
             sched,
             cpu,
+            criterion=partial(segmentation_loss, lovasz_weight=0.5),
             autocast_dtype=autocast_dtype,
-            lovasz_weight=0.5,
             show_progress=False,
         )
 

@@ -12,7 +12,9 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +81,9 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
     *,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = segmentation_loss,
     scaler: torch.amp.GradScaler | None = None,
     autocast_dtype: torch.dtype | None = None,
-    dice_weight: float = 0.0,
-    edge_weight: float = 0.0,
-    edge_width: int = 3,
-    lovasz_weight: float = 0.0,
     grad_clip: float = 0.0,
     max_steps: int = 0,
     channels_last: bool = False,
@@ -93,8 +92,9 @@ def train_one_epoch(
     ema: AveragedModel | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, train person IoU / mIoU and the fraction of
-    time spent waiting for data (the accelerator's idle share). ``ema``, when given, is updated
-    with the weights after every step."""
+    time spent waiting for data (the accelerator's idle share). ``criterion(logits, masks)`` is
+    the loss (plain BCE unless the config's weights are bound into ``segmentation_loss``);
+    ``ema``, when given, is updated with the weights after every step."""
     model.train()
     meter = SegmentationMeter(device=device)
     loss_sum = torch.zeros((), device=device)
@@ -115,14 +115,7 @@ def train_one_epoch(
         wait += time.perf_counter() - tick
         with autocast(autocast_dtype, device):
             logits = model(images)
-        loss = segmentation_loss(
-            logits,
-            masks,
-            dice_weight=dice_weight,
-            edge_weight=edge_weight,
-            edge_width=edge_width,
-            lovasz_weight=lovasz_weight,
-        )
+        loss = criterion(logits, masks)
         _optimizer_step(model, loss, optimizer, scheduler, scaler, grad_clip, ema)
         loss_sum += loss.detach()
         meter.update(logits.detach(), masks)
@@ -451,12 +444,15 @@ def _one_epoch(
         run.optimizer,
         run.scheduler,
         runtime.device,
+        criterion=partial(
+            segmentation_loss,
+            dice_weight=t.dice_weight,
+            edge_weight=t.edge_weight,
+            edge_width=t.edge_width,
+            lovasz_weight=t.lovasz_weight,
+        ),
         scaler=run.scaler,
         autocast_dtype=run.dtype,
-        dice_weight=t.dice_weight,
-        edge_weight=t.edge_weight,
-        edge_width=t.edge_width,
-        lovasz_weight=t.lovasz_weight,
         grad_clip=t.grad_clip,
         max_steps=t.max_steps_per_epoch,
         channels_last=run.channels_last,
