@@ -63,7 +63,7 @@ def write_history(history: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(history)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run", type=Path, help="training output folder (best.safetensors, metrics.csv)")
     p.add_argument("--fp16", action="store_true")
@@ -118,32 +118,32 @@ def main() -> int:
         default=WEIGHTS,
         help="where the shipped models live (default: the package's weights/)",
     )
-    args = p.parse_args()
-    weights_dir: Path = args.weights_dir
-    runs = [*(args.stages or [])[:-1], args.run]
-    stages = [read_history(run / "metrics.csv") for run in runs]
-    shipped_history = weights_dir / f"{args.name}_history.csv"
-    prior: list[dict[str, Any]] = []
-    if args.continues_shipped:
-        shipped = json.loads((weights_dir / f"{args.name}.json").read_text())
-        args.prior_epochs = shipped["epochs_trained"]
-        if shipped_history.is_file():
-            prior = read_history(shipped_history)
-    # best.safetensors holds the epoch with the best validation person IoU (first of ties)
-    best = max(stages[-1], key=lambda r: r.get("val_person_iou", -1))
-    weights = args.run / "best.safetensors"
+    return p.parse_args()
+
+
+def choose_weights(
+    args: argparse.Namespace, last_stage: list[dict[str, Any]]
+) -> tuple[dict[str, Any], Path]:
+    """The .safetensors to ship and the history row of the epoch it holds."""
     if args.weights:
-        best, weights = stages[-1][-1], args.weights
-    elif args.checkpoint == "last":
+        return last_stage[-1], args.weights
+    if args.checkpoint == "last":
         from personcut.train.checkpoint import load_model, save_safetensors
 
-        best = stages[-1][-1]
         model, config = load_model(args.run / "last.pt")
         weights = args.run / "last.safetensors"
         save_safetensors(model, weights, config)
-    # Epochs numbered from the first one trained: earlier stages whose figures are not at hand
-    # (--prior-epochs beyond the shipped history) leave the start of the axis empty.
-    first = args.prior_epochs - len(prior)
+        return last_stage[-1], weights
+    # best.safetensors holds the epoch with the best validation person IoU (first of ties)
+    return max(last_stage, key=lambda r: r.get("val_person_iou", -1)), args.run / "best.safetensors"
+
+
+def lineage(
+    prior: list[dict[str, Any]], first: int, runs: list[Path], stages: list[list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """All stages' rows numbered from the first epoch trained, and the epochs where a stage
+    starts (for the curves). Earlier stages whose figures are not at hand (--prior-epochs beyond
+    the shipped history) leave the start of the axis empty."""
     history = [{**row, "epoch": first + i} for i, row in enumerate(prior)]
     starts = [first + i for i in range(1, len(prior)) if prior[i]["stage"] != prior[i - 1]["stage"]]
     for run, stage in zip(runs, stages, strict=True):
@@ -153,6 +153,12 @@ def main() -> int:
             {**row, "epoch": first + len(history) + i, "stage": run.name}
             for i, row in enumerate(stage)
         ]
+    return history, starts
+
+
+def model_metadata(
+    args: argparse.Namespace, stages: list[list[dict[str, Any]]], best: dict[str, Any]
+) -> dict[str, Any]:
     metadata = {
         "recipe": args.recipe,
         # epochs of the earlier stages, plus this stage's up to the shipped checkpoint
@@ -166,10 +172,28 @@ def main() -> int:
         if sources:
             metadata["averaged_from"] = json.loads(sources)
         del metadata["val_during_training"]
-    weights_dir.mkdir(exist_ok=True)
     if args.working_size:
         metadata[KEY_WORKING_SIZE] = args.working_size
     metadata["name"] = args.name
+    return metadata
+
+
+def main() -> int:
+    args = parse_args()
+    weights_dir: Path = args.weights_dir
+    runs = [*(args.stages or [])[:-1], args.run]
+    stages = [read_history(run / "metrics.csv") for run in runs]
+    shipped_history = weights_dir / f"{args.name}_history.csv"
+    prior: list[dict[str, Any]] = []
+    if args.continues_shipped:
+        shipped = json.loads((weights_dir / f"{args.name}.json").read_text())
+        args.prior_epochs = shipped["epochs_trained"]
+        if shipped_history.is_file():
+            prior = read_history(shipped_history)
+    best, weights = choose_weights(args, stages[-1])
+    history, starts = lineage(prior, args.prior_epochs - len(prior), runs, stages)
+    metadata = model_metadata(args, stages, best)
+    weights_dir.mkdir(exist_ok=True)
     info = export_checkpoint(weights, weights_dir / f"{args.name}.onnx", args.fp16, metadata)
     shutil.copyfile(weights, weights_dir / f"{args.name}.safetensors")
     curves = "training_curves.png" if args.name == "personcut" else f"{args.name}_curves.png"
