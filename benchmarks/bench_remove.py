@@ -84,7 +84,7 @@ def one(
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
@@ -111,7 +111,27 @@ def main() -> None:
     )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "remove_latency.json"))
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def in_own_process(args: argparse.Namespace, model: str, mp: float, fmt: str) -> dict | None:
+    """One row timed in a fresh process, so its peak RSS is this row's alone."""
+    repeats = max(3, args.repeats // 3) if mp > 4 else args.repeats
+    cmd = [sys.executable, __file__, "--one", "--model", model, "--sizes", str(mp)]
+    cmd += ["--repeats", str(repeats), "--formats", fmt, "--quality", args.quality]
+    if args.working_size:
+        cmd += ["--working-size", str(args.working_size)]
+    if args.no_decontaminate:
+        cmd.append("--no-decontaminate")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode:
+        print(f"{mp} MP {fmt} with {model} failed:\n{result.stderr}", file=sys.stderr)
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    args = parse_args()
     if args.one:
         print(
             json.dumps(
@@ -138,31 +158,10 @@ def main() -> None:
         )
         formats = args.formats if runtime == "onnx" else args.formats[:1]
         for mp, fmt in [(mp, fmt) for fmt in formats for mp in args.sizes]:
-            repeats = max(3, args.repeats // 3) if mp > 4 else args.repeats
-            cmd = [
-                sys.executable,
-                __file__,
-                "--one",
-                "--model",
-                model,
-                "--sizes",
-                str(mp),
-                "--repeats",
-                str(repeats),
-                "--formats",
-                fmt,
-            ]
-            if args.working_size:
-                cmd += ["--working-size", str(args.working_size)]
-            cmd += ["--quality", args.quality]
-            if args.no_decontaminate:
-                cmd.append("--no-decontaminate")
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if result.returncode:
-                print(f"{runtime} {mp} MP failed:\n{result.stderr}", file=sys.stderr)
+            r = in_own_process(args, model, mp, fmt)
+            if r is None:
                 continue
-            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
+            rows.append(r)
             print(
                 f"| {r['runtime']} | {r['format']} | {mp:.1f} | {r['median_ms']:.0f} | "
                 f"{r['p90_ms']:.0f} | {r['encode_median_ms']:.0f} | "
