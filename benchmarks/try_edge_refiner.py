@@ -121,6 +121,68 @@ def patches(views, edges, size: int, count: int, rng: np.random.Generator):
     return np.stack(xs), np.stack(ys)[:, None]
 
 
+def train_refiner(train, edges, args: argparse.Namespace, rng: np.random.Generator):
+    """The refiner fitted on edge patches; returns it and the per-step losses."""
+    import torch
+
+    model = make_refiner(args.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    losses = []
+    with tqdm(range(args.steps), desc="refiner") as bar:
+        for step in bar:
+            x, y = patches(train, edges, args.patch, args.batch, rng)
+            loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    return model, losses
+
+
+def score(model, val) -> dict:
+    """persons-val scored three ways: the shipped step, the refiner with and without levels."""
+    import torch
+
+    from personcut.refine import ALPHA_LEVELS, levels
+    from personcut.scoring import Scores
+
+    rows = {
+        "shipped: guided filter, levels": Scores(edges=True),
+        "refiner, levels": Scores(edges=True),
+        "refiner, no levels": Scores(edges=True),
+    }
+    model.eval()
+    with torch.inference_mode():
+        for rgb, bilinear, guided, mask, source, stem in tqdm(val, desc="score persons-val"):
+            x = torch.from_numpy(inputs(rgb, bilinear, guided)[None])
+            refined = torch.sigmoid(model(x))[0, 0].numpy()
+            rows["shipped: guided filter, levels"].add(
+                levels(guided, *ALPHA_LEVELS), mask, source, stem
+            )
+            rows["refiner, levels"].add(levels(refined, *ALPHA_LEVELS), mask, source, stem)
+            rows["refiner, no levels"].add(refined, mask, source, stem)
+    return rows
+
+
+def summary(scores) -> dict:
+    r = scores.result()
+    per_source = {
+        s: {k: round(v, 4) for k, v in r["by_source"][s].items() if isinstance(v, float)}
+        for s in r.get("by_source", {})
+    }
+    return {
+        "person_iou": round(r["person_iou"], 4),
+        "boundary_f": round(r["boundary_f"], 4),
+        "alpha_mae": round(r["mae"], 4),
+        "sources": per_source,
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--limit", type=int, default=800, help="persons-train photos to train on")
@@ -137,8 +199,7 @@ def main() -> int:
     import torch
 
     from personcut import Segmenter
-    from personcut.refine import ALPHA_LEVELS, levels
-    from personcut.scoring import MaskFolder, Scores
+    from personcut.scoring import MaskFolder
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -151,43 +212,12 @@ def main() -> int:
         val_pairs = val_pairs[:: max(1, len(val_pairs) // args.val_limit)][: args.val_limit]
     train = network_views(seg, train_pairs, "network, persons-train")
     edges = [edge_pixels(view) for view in train]
-
-    model = make_refiner(args.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     start = time.perf_counter()
-    losses = []
-    with tqdm(range(args.steps), desc="refiner") as bar:
-        for step in bar:
-            x, y = patches(train, edges, args.patch, args.batch, rng)
-            loss = loss_fn(model(torch.from_numpy(x)), torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    model, losses = train_refiner(train, edges, args, rng)
     train_s = time.perf_counter() - start
     del train, edges
 
-    val = network_views(seg, val_pairs, "network, persons-val")
-    rows = {
-        "shipped: guided filter, levels": Scores(edges=True),
-        "refiner, levels": Scores(edges=True),
-        "refiner, no levels": Scores(edges=True),
-    }
-    model.eval()
-    with torch.inference_mode():
-        for rgb, bilinear, guided, mask, source, stem in tqdm(val, desc="score persons-val"):
-            x = torch.from_numpy(inputs(rgb, bilinear, guided)[None])
-            refined = torch.sigmoid(model(x))[0, 0].numpy()
-            rows["shipped: guided filter, levels"].add(
-                levels(guided, *ALPHA_LEVELS), mask, source, stem
-            )
-            rows["refiner, levels"].add(levels(refined, *ALPHA_LEVELS), mask, source, stem)
-            rows["refiner, no levels"].add(refined, mask, source, stem)
+    rows = score(model, network_views(seg, val_pairs, "network, persons-val"))
     result = {
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "train_photos": len(train_pairs),
@@ -198,17 +228,7 @@ def main() -> int:
         "rows": {},
     }
     for name, scores in rows.items():
-        r = scores.result()
-        per_source = {
-            s: {k: round(v, 4) for k, v in r["by_source"][s].items() if isinstance(v, float)}
-            for s in r.get("by_source", {})
-        }
-        result["rows"][name] = {
-            "person_iou": round(r["person_iou"], 4),
-            "boundary_f": round(r["boundary_f"], 4),
-            "alpha_mae": round(r["mae"], 4),
-            "sources": per_source,
-        }
+        result["rows"][name] = summary(scores)
         print(name, json.dumps(result["rows"][name]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
