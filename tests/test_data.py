@@ -151,6 +151,20 @@ def test_folder_pairs_by_stem_and_skips_bad_pairs(tmp_path):
     assert group == tmp_path.name
 
 
+def test_one_source_of_a_folder_can_be_weighed_by_listing_it_again(folder_data):
+    from personcut.train.evaluation import dataset_groups
+
+    ds = build_dataset([str(folder_data), f"{folder_data}:alpha", f"{folder_data}:alpha"])
+    assert len(ds) == 12 + 6 + 6
+    assert dataset_groups(ds) == ["alpha", "beta"]
+    only = build_dataset([f"{folder_data}:alpha"])
+    assert {only.items[i][2] for i in range(len(only))} == {"alpha"}
+    with pytest.raises(FileNotFoundError, match="start with gamma-"):
+        build_dataset([f"{folder_data}:gamma"])
+    with pytest.raises(FileNotFoundError, match="FOLDER:SOURCE"):
+        build_dataset([f"{folder_data}/nothing-here:alpha"])
+
+
 def test_mixed_sources_and_groups(folder_data, coco_pack):
     path, images, *_ = coco_pack
     ds = build_dataset([str(folder_data), f"{path}:{images}"])

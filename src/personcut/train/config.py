@@ -79,8 +79,10 @@ class DataConfig:
 
     train: list[str] = field(default_factory=list)
     """Training sources. Each is a folder with images/ and masks/, a COCO json (images in the
-    folder named like the json's split, e.g. train2017/, or given as ``JSON:IMAGES_DIR``), or a
-    folder with images/ and annotations/*.json."""
+    folder named like the json's split, e.g. train2017/, or given as ``JSON:IMAGES_DIR``), a
+    folder with images/ and annotations/*.json, or ``FOLDER:SOURCE``: only a folder's pairs whose
+    names start with ``SOURCE-`` (e.g. ``persons-train:coco``). A source listed twice is drawn
+    twice as often."""
     val: list[str] = field(default_factory=list)
     """Validation sources, same forms as ``train``."""
     backgrounds: str | None = None

@@ -18,6 +18,17 @@ def _is_coco(spec: str) -> bool:
     return path.suffix == ".json" or (path / "annotations").is_dir()
 
 
+def _folder_and_source(spec: str) -> tuple[str, str | None] | None:
+    """``FOLDER`` or ``FOLDER:SOURCE`` (only the pairs whose names start with ``SOURCE-``), or
+    None when ``spec`` is neither."""
+    if Path(spec).is_dir():
+        return spec, None
+    folder, _, source = spec.rpartition(":")
+    if folder and source and Path(folder).is_dir():
+        return folder, source
+    return None
+
+
 def build_dataset(
     sources: list[str],
     transform=None,
@@ -35,11 +46,12 @@ def build_dataset(
             parts.append(
                 CocoPersonDataset(ann, images, transform, crowd, keep_empty, min_person_area)
             )
-        elif Path(spec).is_dir():
-            parts.append(FolderDataset(spec, transform))
+        elif folder := _folder_and_source(spec):
+            parts.append(FolderDataset(folder[0], transform, source=folder[1]))
         else:
             raise FileNotFoundError(
-                f"data source {spec} is neither a folder with images/ and masks/ nor a COCO json"
+                f"data source {spec} is neither a folder with images/ and masks/ (or "
+                "FOLDER:SOURCE) nor a COCO json"
             )
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 

@@ -18,21 +18,25 @@ from personcut.train.data.common import load_or_substitute
 
 
 class FolderDataset(Dataset):
-    """Pairs of ``images/`` and ``masks/`` files under ``root``.
+    """Pairs of ``images/`` and ``masks/`` files under ``root`` (with ``source``, only the pairs
+    of that source: names starting ``SOURCE-``).
 
     Pairs whose mask is missing, unreadable or of another size are skipped with a warning and
     listed in ``skipped``. Items are ``(image uint8 HxWx3, mask uint8 HxW, group)`` before the
     transform, or whatever ``transform(image, mask)`` returns, plus the group.
     """
 
-    def __init__(self, root: str | Path, transform=None) -> None:
+    def __init__(self, root: str | Path, transform=None, *, source: str | None = None) -> None:
         folder = MaskFolder.read(root)
         self.root = folder.root
         self.transform = transform
-        self.pairs = folder.pairs
+        # one source's pairs (names starting "coco-"), so a config can weigh it by listing it again
+        self.pairs = [p for p in folder.pairs if source in (None, p.source)]
+        if not self.pairs and folder.pairs:
+            raise FileNotFoundError(f"{root}: no image/mask pairs whose names start with {source}-")
         self.skipped = folder.skipped
         self.colour_masks = folder.colour_masks
-        self.items = [(p.image, p.mask, p.source) for p in folder.pairs]
+        self.items = [(p.image, p.mask, p.source) for p in self.pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)
