@@ -2,6 +2,7 @@
 # Does the suite bite? Break the product in a scratch copy, one way at a time, and show that the
 # tests fail for each. Nothing here touches this checkout.
 # Usage: bash scripts/sabotage.sh   (from a dev install: bash scripts/test.sh sets one up)
+#        ONLY="loss weights" bash scripts/sabotage.sh   # only the sabotages whose names hold it
 # Exit code 0 when every sabotage was caught.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,8 @@ SABOTAGES=(
   "writes not atomic|edit src/personcut/files.py '        yield tmp' '        yield path'|tests/test_cli.py -k fails_midway"
   "mirror pass not flipped back|edit src/personcut/segmenter.py 'out[len(members) + j][:, ::-1]' 'out[len(members) + j]'|tests/test_pixels.py -k quality_modes"
   "Lovász errors not sorted|edit src/personcut/train/losses.py 'errors, order = torch.sort(errors, descending=True)' 'order = torch.arange(errors.numel())'|tests/test_engine.py -k lovasz"
+  "a source's own pairs not picked|edit src/personcut/train/data/folders.py 'if source in (None, p.source)' 'if True'|tests/test_data.py -k weighed"
+  "config's loss weights not used|edit src/personcut/train/loop.py '            lovasz_weight=t.lovasz_weight,' ''|tests/test_engine.py -k loss_weights"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 
@@ -66,6 +69,7 @@ total=0
 printf "%-28s %s\n" "sabotage" "result"
 for entry in "${SABOTAGES[@]}"; do
   IFS='|' read -r name action tests <<<"$entry"
+  [[ "$name" == *"${ONLY:-}"* ]] || continue
   total=$((total + 1))
   work="$SCRATCH/copy"
   rm -rf "$work"

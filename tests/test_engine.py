@@ -136,6 +136,21 @@ def test_tiny_model_learns(folder_data, autocast_dtype):
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_fit_trains_with_the_configs_loss_weights(folder_data, tmp_path, monkeypatch):
+    import personcut.train.loop as loop
+
+    seen = []
+
+    def recording_loss(logits, target, **weights):
+        seen.append(weights)
+        return segmentation_loss(logits, target, **weights)
+
+    monkeypatch.setattr(loop, "segmentation_loss", recording_loss)
+    weights = {"dice_weight": 0.3, "edge_weight": 0.2, "edge_width": 2, "lovasz_weight": 0.1}
+    fit(tiny_config(folder_data, tmp_path, max_steps_per_epoch=1, **weights))
+    assert seen == [weights]
+
+
 def test_cpu_trains_in_fp32_unless_bf16_is_asked_for():
     from personcut.train.runtime import amp_dtype
 
