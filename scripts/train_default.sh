@@ -70,5 +70,10 @@ python scripts/ship_model.py runs/default_stage30 --weights runs/soups/s29raw_s3
 personcut train --config configs/default_stage31.yaml
 python scripts/ship_model.py runs/default_stage31 --checkpoint last --continues-shipped \
   --working-size 320
+personcut train --config configs/default_stage38.yaml
+python scripts/average_models.py runs/default_stage31/last.pt runs/default_stage38/last.pt \
+  -o runs/soups/s31_s38.safetensors
+python scripts/ship_model.py runs/default_stage38 --weights runs/soups/s31_s38.safetensors \
+  --continues-shipped --working-size 320
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
