@@ -530,7 +530,8 @@ def _save_epoch(
     log.info(
         "epoch %d: %s",
         epoch,
-        ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
+        # 4 significant digits, not decimals: a learning rate of 5e-05 is not 0.0000
+        ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
     )
 
 
