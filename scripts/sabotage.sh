@@ -88,4 +88,5 @@ for entry in "${SABOTAGES[@]}"; do
   fi
 done
 echo "$caught of $total sabotages caught"
-[ "$caught" -eq "$total" ]
+# a mistyped ONLY runs nothing: that is not a pass
+[ "$total" -gt 0 ] && [ "$caught" -eq "$total" ]
