@@ -3,11 +3,13 @@ persons-train, never on persons-val: boundary F and alpha MAE from personcut.sco
 
     python benchmarks/tune_edges.py                    # 240 persons-train photos, x1 and x3
     python benchmarks/tune_edges.py --limit 60 --scales 3
+    python benchmarks/tune_edges.py --scales 1 --settings 2,1e-3 --levels 0.05,0.85 0.1,0.9
 
 Each photo is scored as it is and enlarged by 3 (bicubic; mask nearest), where the guided filter
 upsamples by about 3x as at a megapixel. The shipped setting is refine.GUIDE. With ``--colour``
 each setting is also tried with the photo's three colour channels as the guide (He et al.'s
-colour guided filter, written here, not in the package: it did not measure better).
+colour guided filter, written here, not in the package: it did not measure better). ``--levels``
+tries other alpha levels (low,high: where the cut at 0.5 falls on the network's probability).
 The network runs once per photo; only the upsampling step differs between rows.
 """
 
@@ -72,6 +74,9 @@ def main() -> int:
     p.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0])
     p.add_argument("--out", type=Path, default=HERE / "results" / "tune_edges.json")
     p.add_argument("--colour", action="store_true", help="also try a colour guide")
+    pair = lambda text: tuple(float(v) for v in text.split(","))  # noqa: E731
+    p.add_argument("--settings", type=pair, nargs="+", help="radius,eps pairs (default: a grid)")
+    p.add_argument("--levels", type=pair, nargs="+", help="low,high pairs (default: the shipped)")
     args = p.parse_args()
 
     from personcut import Segmenter
@@ -83,7 +88,9 @@ def main() -> int:
     pairs = MaskFolder.read(args.data).pairs
     pairs = pairs[:: max(1, len(pairs) // args.limit)][: args.limit]  # every source
     guides = ["gray", "colour"] if args.colour else ["gray"]
-    variants = [(g, r, e) for g in guides for r, e in SETTINGS]
+    settings = [(int(r), e) for r, e in args.settings or SETTINGS]
+    levels = args.levels or [ALPHA_LEVELS]
+    variants = [(g, r, e, lv) for g in guides for r, e in settings for lv in levels]
     rows = []
     for scale in args.scales:
         scores = {v: Scores(edges=True) for v in variants}
@@ -97,13 +104,13 @@ def main() -> int:
             small, _ = seg.prepare(image)  # stretched to the stride: nothing to crop off
             prob = _sigmoid(seg.logits(seg.to_batch([small]))[0, 0])
             photo = Image.fromarray(image)
-            for (guide, radius, eps), s in scores.items():
+            for (guide, radius, eps, lv), s in scores.items():
                 if guide == "gray":
-                    alpha = to_full_size(prob, small, photo, ALPHA_LEVELS, True, (radius, eps))
+                    alpha = to_full_size(prob, small, photo, lv, True, (radius, eps))
                 else:
-                    alpha = colour_guided(prob, small, image, radius, eps, ALPHA_LEVELS)
+                    alpha = colour_guided(prob, small, image, radius, eps, lv)
                 s.add(alpha, mask, pair.source, pair.image.stem)
-        for (guide, radius, eps), s in scores.items():
+        for (guide, radius, eps, lv), s in scores.items():
             r = s.result()
             rows.append(
                 {
@@ -111,9 +118,13 @@ def main() -> int:
                     "guide": guide,
                     "radius": radius,
                     "eps": eps,
+                    "levels": list(lv),
                     "person_iou": round(r["person_iou"], 4),
                     "boundary_f": round(r["boundary_f"], 4),
                     "alpha_mae": round(r["mae"], 4),
+                    "boundary_f_by_source": {
+                        k: round(v["boundary_f"], 4) for k, v in r.get("by_source", {}).items()
+                    },
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
