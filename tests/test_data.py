@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from conftest import SHARED
 from PIL import Image
 
-from personcut.train.data import IGNORE, build_dataset
+from personcut.train.data import IGNORE, build_dataset, skipped_files
 from personcut.train.data.coco import CocoPersonDataset
 from personcut.train.data.folders import FolderDataset
 from personcut.train.data.transforms import CopyPaste, EvalTransform, TrainTransform, eval_collate
@@ -163,6 +164,19 @@ def test_one_source_of_a_folder_can_be_weighed_by_listing_it_again(folder_data):
         build_dataset([f"{folder_data}:gamma"])
     with pytest.raises(FileNotFoundError, match="FOLDER:SOURCE"):
         build_dataset([f"{folder_data}/nothing-here:alpha"])
+
+
+def test_a_source_reports_its_own_skipped_files_once(tmp_path, folder_data):
+    import shutil
+
+    root = tmp_path / "pack"
+    shutil.copytree(folder_data, root)
+    for stem in ("alpha-900", "beta-901"):  # images with no mask
+        shutil.copy(root / "images" / "alpha-001.png", root / "images" / f"{stem}.png")
+    ds = build_dataset([f"{root}:alpha", f"{root}:alpha"])
+    assert [Path(s.split(": ")[0]).name for s in skipped_files(ds)] == ["alpha-900.png"]
+    everything = build_dataset([str(root), str(root)])
+    assert len(skipped_files(everything)) == 2
 
 
 def test_mixed_sources_and_groups(folder_data, coco_pack):

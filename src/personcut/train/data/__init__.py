@@ -59,4 +59,5 @@ def build_dataset(
 def skipped_files(dataset: Dataset) -> list[str]:
     dataset = getattr(dataset, "dataset", dataset)  # inside a SceneDataset
     parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
-    return [s for p in parts for s in getattr(p, "skipped", [])]
+    # a folder listed twice (to weigh it) skips the same files twice: report each once
+    return list(dict.fromkeys(s for p in parts for s in getattr(p, "skipped", [])))
