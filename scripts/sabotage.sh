@@ -33,6 +33,8 @@ SABOTAGES=(
   "Lovász errors not sorted|edit src/personcut/train/losses.py 'errors, order = torch.sort(errors, descending=True)' 'order = torch.arange(errors.numel())'|tests/test_engine.py -k lovasz"
   "a source's own pairs not picked|edit src/personcut/train/data/folders.py 'if source in (None, p.source)' 'if True'|tests/test_data.py -k weighed"
   "config's loss weights not used|edit src/personcut/train/loop.py '            lovasz_weight=t.lovasz_weight,' ''|tests/test_engine.py -k loss_weights"
+  "HTTP quality field ignored|edit src/personcut/server/app.py 'quality=form.get(\"quality\") or query[\"quality\"],' 'quality=None,'|tests/test_server.py -k quality"
+  "skipped files counted twice|edit src/personcut/train/data/__init__.py 'list(dict.fromkeys(s for p in parts' 'list((s for p in parts'|tests/test_data.py -k skipped"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 

@@ -60,6 +60,25 @@ def test_options(client, params, mode, ctype):
     assert r.headers["content-type"] == ctype and open_image(r).mode == mode
 
 
+@pytest.mark.parametrize("quality", ["fast", "best"])
+def test_quality_reaches_the_model_from_the_query_and_the_form(client, seg, quality):
+    photo = Image.open(io.BytesIO(png_bytes((64, 48))))
+    want = np.asarray(seg.predict_mask(photo, quality=quality))
+    assert not np.array_equal(want, np.asarray(seg.predict_mask(photo)))  # the modes differ
+    expected = np.round(want * 255)
+    query = client.post(
+        "/api/remove", params={"mask": 1, "quality": quality}, content=png_bytes((64, 48))
+    )
+    form = client.post(
+        "/api/remove",
+        files={"file": ("a.png", png_bytes((64, 48)), "image/png")},
+        data={"mask": "1", "quality": quality},
+    )
+    for r in (query, form):
+        assert r.status_code == 200, r.text
+        assert np.abs(np.asarray(open_image(r), np.float32) - expected).max() <= 1
+
+
 def test_form_options_and_crop(client):
     r = client.post(
         "/api/remove",
