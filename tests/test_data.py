@@ -430,6 +430,28 @@ def test_photo_look_keeps_image_and_mask_together():
         assert torch.equal(m, msk) and a.dtype == torch.uint8
 
 
+def test_cast_shadows_darken_the_background_beside_the_person_only():
+    from personcut.train.data.transforms import PhotoLook
+
+    img = torch.full((3, 64, 64), 180, dtype=torch.uint8)
+    msk = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    msk[:, 10:40, 28:36] = 1  # a standing person, feet at row 39
+    img[:, 10:40, 28:36] = 90
+    shadows = PhotoLook(shadow_p=1.0)
+    torch.manual_seed(0)
+    ground = wall = 0
+    for _ in range(40):
+        out, m = shadows(img, msk)
+        assert torch.equal(m, msk)  # a shadow is background
+        person = msk[0] == 1
+        assert torch.equal(out[:, person], img[:, person])  # the person is not darkened
+        darker = (out.int() < img.int() - 10).any(0)
+        assert (out.int() <= img.int()).all() and darker.sum() > 20  # a shadow, only darker
+        below = darker[40:].any()  # under the feet: on the ground; else beside: on a wall
+        ground, wall = ground + int(below), wall + int(not below)
+    assert ground and wall
+
+
 def test_negatives_halves_and_closeups(tmp_path):
     from personcut.train.data.transforms import closeup, person_free_photos
 

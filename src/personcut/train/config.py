@@ -126,6 +126,9 @@ class DataConfig:
     exposure_p: float = 0.0
     """Probability of a strong exposure fault: under-, over-exposed, or backlit (the people
     dark against a bright background: silhouettes)."""
+    shadow_p: float = 0.0
+    """Probability that the people cast a hard shadow on the ground or a wall behind them
+    (background, darkened; the mask unchanged)."""
     closeup_p: float = 0.0
     """Probability that a labelled photo is first cropped close around one of its people, so
     that the person fills or overflows the frame."""
@@ -133,7 +136,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if isinstance(self.negatives, str):
             self.negatives = [self.negatives]
-        for name in ("gray_p", "turn_p", "exposure_p", "closeup_p"):
+        for name in ("gray_p", "turn_p", "exposure_p", "shadow_p", "closeup_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"data.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.negatives_half not in (None, "even", "odd"):

@@ -169,7 +169,7 @@ def _optimizer_step(
 
 def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoader | None]:
     d, t = config.data, config.train
-    look = PhotoLook(d.gray_p, d.turn_p, d.exposure_p)
+    look = PhotoLook(d.gray_p, d.turn_p, d.exposure_p, d.shadow_p)
     transform = TrainTransform(
         d.crop_size,
         d.backgrounds,
