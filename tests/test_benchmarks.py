@@ -245,3 +245,14 @@ def test_a_fresh_refiner_is_the_guided_filter():
     x = torch.rand(2, 5, 16, 16)
     expected = torch.logit(x[:, 4:5].clamp(1e-4, 1 - 1e-4))
     torch.testing.assert_close(model(x), expected)
+
+
+def test_error_picture_colours_what_was_missed_and_what_was_wrong(photo):
+    rgb, mask = photo
+    alpha = np.zeros(mask.shape, np.float32)
+    alpha[5:35, 14:26] = 0.9  # shifted right by 6: the left strip missed, a right strip wrong
+    show = load("show_errors")
+    out = show.error_picture(rgb, alpha, mask == 1)
+    assert (out[5:35, 8:14] == show.MISSED).all() and (out[5:35, 20:26] == show.FALSE).all()
+    np.testing.assert_array_equal(out[5:35, 14:20], rgb[5:35, 14:20])  # right: left as it was
+    np.testing.assert_array_equal(out[:5], rgb[:5])

@@ -1,0 +1,79 @@
+"""Where models go wrong on chosen photos: a sheet with one row per photo and one column per
+model, each the photo with the pixels the model missed in red and the ones it took as person
+wrongly in blue (against the photo's mask, thresholded at 0.5 as the scores are).
+
+    python benchmarks/show_errors.py --photos ccp-0129 ccp-0578 \\
+        --models shipped=personcut s40=runs/judge/s40.onnx --out /tmp/errors.png
+
+A model is the shipped name or an ONNX file (benchmarks/judge.py writes one per model it judges:
+runs/judge/NAME.onnx). Each is run as ``personcut remove`` runs it, in the default quality mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data" / "persons-val"
+MISSED, FALSE = (255, 0, 0), (0, 90, 255)
+
+
+def error_picture(photo: np.ndarray, alpha: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The photo with missed person pixels red and false person pixels blue."""
+    said = alpha > 0.5
+    out = photo.copy()
+    out[truth & ~said] = MISSED
+    out[said & ~truth] = FALSE
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--photos", nargs="+", required=True, help="file stems in DATA/images")
+    p.add_argument("--models", nargs="+", default=["shipped=personcut"], help="NAME=MODEL")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from personcut import Segmenter
+    from personcut.scoring import files_by_stem, load_mask
+
+    images, masks = files_by_stem(args.data / "images"), files_by_stem(args.data / "masks")
+    missing = [s for s in args.photos if s not in images or s not in masks]
+    if missing:
+        sys.exit(f"{args.data}: no image and mask for {', '.join(missing)}")
+    models = dict(m.split("=", 1) for m in args.models)
+    rows, cols = len(args.photos), len(models)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 3.2 * rows), squeeze=False)
+    for j, (name, model) in enumerate(models.items()):
+        seg = Segmenter(model)
+        for i, stem in enumerate(args.photos):
+            photo = np.asarray(Image.open(images[stem]).convert("RGB"))
+            truth = load_mask(masks[stem]) == 1
+            alpha = np.asarray(seg.predict_mask(photo))
+            said = alpha > 0.5
+            iou = (said & truth).sum() / max(1, (said | truth).sum())
+            ax = axes[i, j]
+            ax.imshow(error_picture(photo, alpha, truth))
+            ax.set_title(f"{name}: {stem}\nIoU {iou:.3f}", fontsize=8)
+            ax.axis("off")
+    fig.suptitle("red: person missed   blue: taken as person wrongly", fontsize=9)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
