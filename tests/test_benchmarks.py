@@ -66,6 +66,10 @@ def test_looks_change_colour_only_as_named(photo):
     person, background = mask == 1, mask == 0
     # The person ends darker than the background, though it started brighter.
     assert backlit[person].mean() < backlit[background].mean()
+    shadow, _ = robustness.change("shadow", rgb, mask, None)
+    np.testing.assert_array_equal(shadow[person], rgb[person])  # the person untouched
+    darker = (shadow.astype(int) < 0.7 * rgb).all(-1)
+    assert darker[36:39, 12:19].all() and not darker[:32].any()  # on the ground, from the feet
 
 
 def test_closeup_enlarges_the_person(photo):
