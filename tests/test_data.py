@@ -452,6 +452,19 @@ def test_cast_shadows_darken_the_background_beside_the_person_only():
     assert ground and wall
 
 
+def test_labelled_photos_cast_their_shadow_whole_before_the_crop(monkeypatch):
+    from personcut.train.data import transforms
+
+    seen = []
+    monkeypatch.setattr(transforms, "cast_shadow", lambda img, msk: seen.append(img.shape) or img)
+    image, mask = np.zeros((120, 80, 3), np.uint8), np.zeros((120, 80), np.uint8)
+    mask[20:110, 30:50] = 1
+    img, _ = transforms.TrainTransform(32, shadow_p=1.0)(image, mask)
+    assert seen == [(3, 120, 80)] and img.shape == (3, 32, 32)
+    transforms.TrainTransform(32, shadow_p=0.0)(image, mask)
+    assert len(seen) == 1
+
+
 def test_negatives_halves_and_closeups(tmp_path):
     from personcut.train.data.transforms import closeup, person_free_photos
 

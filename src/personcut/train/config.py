@@ -128,7 +128,8 @@ class DataConfig:
     dark against a bright background: silhouettes)."""
     shadow_p: float = 0.0
     """Probability that the people cast a hard shadow on the ground or a wall behind them
-    (background, darkened; the mask unchanged)."""
+    (background, darkened; the mask unchanged): on the whole labelled photo before the crop,
+    and on made-up scenes. (Stage 40 ran an earlier form, cast on the crop: commit 4ac08ea.)"""
     closeup_p: float = 0.0
     """Probability that a labelled photo is first cropped close around one of its people, so
     that the person fills or overflows the frame."""

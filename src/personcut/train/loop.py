@@ -169,7 +169,7 @@ def _optimizer_step(
 
 def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoader | None]:
     d, t = config.data, config.train
-    look = PhotoLook(d.gray_p, d.turn_p, d.exposure_p, d.shadow_p)
+    look = PhotoLook(d.gray_p, d.turn_p, d.exposure_p)
     transform = TrainTransform(
         d.crop_size,
         d.backgrounds,
@@ -178,6 +178,7 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
         d.rotate_degrees,
         look=look,
         closeup_p=d.closeup_p,
+        shadow_p=d.shadow_p,  # on the whole photo, before the crop
     )
     train_set = build_dataset(d.train, transform, d.crowd, d.keep_empty, d.min_person_area)
     if d.scene_p or d.negative_p:
@@ -190,7 +191,8 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
             d.negative_p,
             d.scene_max_people,
             negatives=negatives,
-            look=look,
+            # made-up scenes are composed at the crop's size: their shadows are cast there
+            look=PhotoLook(d.gray_p, d.turn_p, d.exposure_p, d.shadow_p),
             crowd_p=d.scene_crowd_p,
         )
     sampler = DistributedSampler(

@@ -197,7 +197,8 @@ def closeup(
 
 
 class TrainTransform:
-    """Random resized crop, flip, small rotation/scale, copy-paste, colour jitter.
+    """Cast shadow, random resized crop, flip, small rotation/scale, copy-paste, photo looks,
+    colour jitter.
 
     The crop comes first so the costlier steps work on the small crop: on a 2-core machine the
     loader workers share the cores with training, and every millisecond here is training time.
@@ -212,9 +213,10 @@ class TrainTransform:
         rotate_degrees: float = 10.0,
         look: PhotoLook | None = None,
         closeup_p: float = 0.0,
+        shadow_p: float = 0.0,
     ) -> None:
         self.copy_paste = CopyPaste(backgrounds, copy_paste_p) if backgrounds else None
-        self.look, self.closeup_p = look, closeup_p
+        self.look, self.closeup_p, self.shadow_p = look, closeup_p, shadow_p
         self.geometric = v2.Compose(
             [
                 v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
@@ -240,6 +242,10 @@ class TrainTransform:
         if self.closeup_p and torch.rand(()) < self.closeup_p:
             image, mask = closeup(image, mask)
         img, msk = to_tensors(image, mask)
+        # On the whole photo, where the feet and the ground below them still are: cast on the
+        # crop, two ground shadows in three fell outside it (stage 40).
+        if self.shadow_p and torch.rand(()) < self.shadow_p:
+            img = cast_shadow(img, msk)
         img, msk = self.geometric(tv_tensors.Image(img), tv_tensors.Mask(msk))
         img, msk = img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor)
         if self.copy_paste is not None:
