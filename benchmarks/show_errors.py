@@ -70,7 +70,7 @@ def main() -> int:
     fig.suptitle("red: person missed   blue: taken as person wrongly", fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    fig.savefig(args.out, dpi=85)
     print(f"wrote {args.out}")
     return 0
 
