@@ -260,3 +260,18 @@ def test_error_picture_colours_what_was_missed_and_what_was_wrong(photo):
     assert (out[5:35, 8:14] == show.MISSED).all() and (out[5:35, 20:26] == show.FALSE).all()
     np.testing.assert_array_equal(out[5:35, 14:20], rgb[5:35, 14:20])  # right: left as it was
     np.testing.assert_array_equal(out[:5], rgb[:5])
+
+
+def test_worst_against_a_rival_orders_by_its_lead_within_a_source():
+    def row(**figures):
+        return {"per_image": {k: {"boundary_f": v[0], "source": v[1]} for k, v in figures.items()}}
+
+    results = {
+        "personcut": row(a=(0.9, "ccp"), b=(0.5, "ccp"), c=(0.7, "ccp"), d=(0.1, "coco")),
+        "rival": row(a=(0.95, "ccp"), b=(0.9, "ccp"), c=(0.6, "ccp"), d=(0.9, "coco")),
+    }
+    worst = load("show_errors").worst_against
+    assert [s for s, *_ in worst(results, "rival", 2, source="ccp")] == ["b", "a"]
+    assert worst(results, "rival", 1)[0] == ("d", 0.1, 0.9)
+    with pytest.raises(KeyError, match="no 'rembg'"):
+        worst(results, "rembg", 1)
