@@ -89,11 +89,13 @@ def main() -> int:
     models = dict(m.split("=", 1) for m in args.models)
     rows, cols = len(args.photos), len(models)
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 3.2 * rows), squeeze=False)
+    # each photo and mask read once, not once per model
+    photos = {s: np.asarray(Image.open(images[s]).convert("RGB")) for s in args.photos}
+    truths = {s: load_mask(masks[s]) == 1 for s in args.photos}
     for j, (name, model) in enumerate(models.items()):
         seg = Segmenter(model)
         for i, stem in enumerate(args.photos):
-            photo = np.asarray(Image.open(images[stem]).convert("RGB"))
-            truth = load_mask(masks[stem]) == 1
+            photo, truth = photos[stem], truths[stem]
             alpha = np.asarray(seg.predict_mask(photo))
             said = alpha > 0.5
             iou = (said & truth).sum() / max(1, (said | truth).sum())
