@@ -26,7 +26,12 @@ The output is an image/mask folder that the training loader reads like any other
 
 Self-training ("noisy student"): ``--self-teacher personcut@best`` adds the shipped model, with
 the passes of ``--quality best`` averaged (several sizes and a mirror image, raw probabilities), as
-one more teacher of every pack; it must agree with the others like any of them.
+one more teacher of every pack; it must agree with the others like any of them. A model that
+shipped earlier teaches as ``personcut-FILE.onnx@best``: ``data/pseudo-self22`` on a new machine is
+
+    git show a0a4849:src/personcut/weights/personcut.onnx > runs/teachers/s22.onnx
+    python scripts/pseudo_label.py --self-teacher personcut-runs/teachers/s22.onnx@best \
+        --out data/pseudo-self22
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def run_teacher(tool: str, images: list[Path], out: Path, cache: Path) -> None:
     if py is None:
         raise SystemExit(f"teacher {tool} cannot be set up: {note}")
     out.mkdir(parents=True, exist_ok=True)
-    listing = out.parent / f"{tool}.todo.txt"
+    listing = out.parent / f"{out.name}.todo.txt"
     listing.write_text("\n".join(str(p) for p in todo) + "\n")
     print(f"{tool} ({note}): {len(todo)} images", flush=True)
     proc = subprocess.Popen(
@@ -79,6 +84,11 @@ def run_teacher(tool: str, images: list[Path], out: Path, cache: Path) -> None:
                 bar.update(1)
     if proc.wait():
         raise SystemExit(f"teacher {tool} failed (exit {proc.returncode})")
+
+
+def teacher_dir(out: Path, tool: str) -> Path:
+    """Where a teacher's probabilities go; a model file's path becomes one folder name."""
+    return out / "teachers" / tool.replace("/", "_")
 
 
 def combine(probs: list[np.ndarray], low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +126,8 @@ def main() -> int:
     parser.add_argument(
         "--self-teacher",
         default=None,
-        help="one more teacher for every pack, e.g. personcut@best (the shipped model, best mode)",
+        help="one more teacher for every pack: personcut@best (the shipped model, best mode) or "
+        "personcut-MODEL.onnx@best (a model file, e.g. an earlier shipped one out of git)",
     )
     parser.add_argument("--limit", type=int, default=0, help="first N photos per pack (0: all)")
     args = parser.parse_args()
@@ -132,12 +143,12 @@ def main() -> int:
             images = images[: args.limit]
         teachers = PACKS[pack] + ([args.self_teacher] if args.self_teacher else [])
         for tool in teachers:
-            run_teacher(tool, images, args.out / "teachers" / tool, args.cache)
+            run_teacher(tool, images, teacher_dir(args.out, tool), args.cache)
         kept, dropped = 0, {"unsure": 0, "no person": 0}
         for path in tqdm(images, desc=f"combine {pack}"):
             probs = []
             for tool in teachers:
-                with Image.open(args.out / "teachers" / tool / f"{path.stem}.png") as im:
+                with Image.open(teacher_dir(args.out, tool) / f"{path.stem}.png") as im:
                     probs.append(np.asarray(im.convert("L"), np.float32) / 255.0)
             person, ignore = combine(probs, args.low, args.high)
             area = person.mean()
