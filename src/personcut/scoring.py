@@ -100,7 +100,8 @@ class MaskFolder:
     """The usable pairs of an ``images/`` + ``masks/`` (+ ``ignore/``) folder.
 
     Pairs whose mask is missing, unreadable or of another size are skipped with a warning and
-    listed in ``skipped``; masks that are not grayscale are listed in ``colour_masks``.
+    listed in ``skipped``; masks that are not grayscale are listed in ``colour_masks``. With
+    ``source``, only that source's pairs (names starting ``SOURCE-``) and its files' problems.
     """
 
     root: Path
@@ -109,7 +110,7 @@ class MaskFolder:
     colour_masks: list[str]
 
     @classmethod
-    def read(cls, root: str | Path) -> MaskFolder:
+    def read(cls, root: str | Path, *, source: str | None = None) -> MaskFolder:
         root = Path(root)
         image_dir, mask_dir = root / "images", root / "masks"
         for d in (image_dir, mask_dir):
@@ -121,7 +122,12 @@ class MaskFolder:
         ignore_dir = root / "ignore"
         ignores = files_by_stem(ignore_dir) if ignore_dir.is_dir() else {}
         pairs, skipped, colour = [], [], []
+        others = 0  # usable pairs of other sources
         for stem, image_path in files_by_stem(image_dir).items():
+            pair_source = source_of(stem, root.name)
+            if source not in (None, pair_source):
+                others += 1
+                continue
             mask_path = masks.get(stem)
             problem = None
             if mask_path is None:
@@ -142,7 +148,9 @@ class MaskFolder:
                 log.warning("skipping %s: %s", image_path, problem)
                 skipped.append(f"{image_path}: {problem}")
                 continue
-            pairs.append(Pair(image_path, mask_path, source_of(stem, root.name), ignores.get(stem)))
+            pairs.append(Pair(image_path, mask_path, pair_source, ignores.get(stem)))
+        if not pairs and source is not None and others:
+            raise FileNotFoundError(f"{root}: no image/mask pairs whose names start with {source}-")
         if not pairs:
             raise ValueError(f"{root}: no usable image/mask pairs found")
         if colour:

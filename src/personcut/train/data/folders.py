@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from personcut.scoring import MaskFolder, source_of
+from personcut.scoring import MaskFolder
 from personcut.train.data.common import load_or_substitute
 
 
@@ -27,19 +27,12 @@ class FolderDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, transform=None, *, source: str | None = None) -> None:
-        folder = MaskFolder.read(root)
+        # one source's pairs (names starting "coco-"), so a config can weigh it by listing it again
+        folder = MaskFolder.read(root, source=source)
         self.root = folder.root
         self.transform = transform
-        # one source's pairs (names starting "coco-"), so a config can weigh it by listing it again
-        self.pairs = [p for p in folder.pairs if source in (None, p.source)]
-        if not self.pairs and folder.pairs:
-            raise FileNotFoundError(f"{root}: no image/mask pairs whose names start with {source}-")
-        # entries read "PATH: problem"; one source's dataset reports that source's files only
-        self.skipped = [
-            e
-            for e in folder.skipped
-            if source in (None, source_of(Path(e.partition(": ")[0]).stem, self.root.name))
-        ]
+        self.pairs = folder.pairs
+        self.skipped = folder.skipped
         self.colour_masks = folder.colour_masks
         self.items = [(p.image, p.mask, p.source) for p in self.pairs]
 
