@@ -31,7 +31,7 @@ SABOTAGES=(
   "writes not atomic|edit src/personcut/files.py '        yield tmp' '        yield path'|tests/test_cli.py -k fails_midway"
   "mirror pass not flipped back|edit src/personcut/segmenter.py 'out[len(members) + j][:, ::-1]' 'out[len(members) + j]'|tests/test_pixels.py -k quality_modes"
   "Lovász errors not sorted|edit src/personcut/train/losses.py 'errors, order = torch.sort(errors, descending=True)' 'order = torch.arange(errors.numel())'|tests/test_engine.py -k lovasz"
-  "a source's own pairs not picked|edit src/personcut/train/data/folders.py 'if source in (None, p.source)' 'if True'|tests/test_data.py -k weighed"
+  "a source's own pairs not picked|edit src/personcut/scoring.py '            if source not in (None, pair_source):' '            if False:'|tests/test_data.py -k weighed"
   "config's loss weights not used|edit src/personcut/train/loop.py '            lovasz_weight=t.lovasz_weight,' ''|tests/test_engine.py -k loss_weights"
   "HTTP quality field ignored|edit src/personcut/server/app.py 'quality=form.get(\"quality\") or query[\"quality\"],' 'quality=None,'|tests/test_server.py -k quality"
   "skipped files counted twice|edit src/personcut/train/data/__init__.py 'list(dict.fromkeys(s for p in parts' 'list((s for p in parts'|tests/test_data.py -k skipped"
