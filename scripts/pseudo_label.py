@@ -29,6 +29,7 @@ the passes of ``--quality best`` averaged (several sizes and a mirror image, raw
 one more teacher of every pack; it must agree with the others like any of them. A model that
 shipped earlier teaches as ``personcut-FILE.onnx@best``: ``data/pseudo-self22`` on a new machine is
 
+    mkdir -p runs/teachers
     git show a0a4849:src/personcut/weights/personcut.onnx > runs/teachers/s22.onnx
     python scripts/pseudo_label.py --self-teacher personcut-runs/teachers/s22.onnx@best \
         --out data/pseudo-self22
@@ -142,13 +143,14 @@ def main() -> int:
         if args.limit:
             images = images[: args.limit]
         teachers = PACKS[pack] + ([args.self_teacher] if args.self_teacher else [])
+        folders = {tool: teacher_dir(args.out, tool) for tool in teachers}
         for tool in teachers:
-            run_teacher(tool, images, teacher_dir(args.out, tool), args.cache)
+            run_teacher(tool, images, folders[tool], args.cache)
         kept, dropped = 0, {"unsure": 0, "no person": 0}
         for path in tqdm(images, desc=f"combine {pack}"):
             probs = []
             for tool in teachers:
-                with Image.open(teacher_dir(args.out, tool) / f"{path.stem}.png") as im:
+                with Image.open(folders[tool] / f"{path.stem}.png") as im:
                     probs.append(np.asarray(im.convert("L"), np.float32) / 255.0)
             person, ignore = combine(probs, args.low, args.high)
             area = person.mean()

@@ -122,7 +122,7 @@ class MaskFolder:
         ignore_dir = root / "ignore"
         ignores = files_by_stem(ignore_dir) if ignore_dir.is_dir() else {}
         pairs, skipped, colour = [], [], []
-        others = 0  # usable pairs of other sources
+        others = 0  # images of other sources: tells 'no such source' from 'none usable'
         for stem, image_path in files_by_stem(image_dir).items():
             pair_source = source_of(stem, root.name)
             if source not in (None, pair_source):
