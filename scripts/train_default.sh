@@ -23,8 +23,9 @@
 #  18. stage 29: 4,000 steps of stage 26's recipe from that average (its raw weights taken out);
 #      stage 30: 3,000 more from them with more hard negatives (negative_p 0.10)
 #  19. ship stage 29's raw weights and stage 30's averaged
-#  20. stage 31: 4,000 steps of stage 30's recipe from that; ship its last epoch, redraw the
-#      README's pictures
+#  20. stage 31: 4,000 steps of stage 30's recipe from that; ship its last epoch
+#  21. stage 38: 4,000 steps from stage 31 with the COCO photos weighed twice; ship stages 31 and
+#      38 averaged, redraw the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
