@@ -130,6 +130,11 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
     negatives.mkdir(parents=True)
     for backdrop in sorted((shared / "backgrounds").glob("*.jpg"))[:2]:
         shutil.copy(backdrop, negatives)
+    # A "person-free" folder that is not: its held-out photo (the second) must be listed.
+    people = tmp_path / "negatives" / "people"
+    people.mkdir()
+    for image in sorted(images.glob("picsart-*"))[:2]:
+        shutil.copy(image, people)
     weights = BENCHMARKS.parent / "src" / "personcut" / "weights" / "classic.safetensors"
     out = tmp_path / "judged"
     done = subprocess.run(
@@ -166,6 +171,11 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
         assert 0.0 <= row[key] <= 1.0, (key, row[key])
     assert row["person_iou"] > 0.5  # the classic model finds these people
     assert row["mirror"] is True  # scored as the default mode runs: with the mirror pass
+    false_people = json.loads((out / "classic.false_people.json").read_text())
+    second = sorted(images.glob("picsart-*"))[1].name
+    assert false_people["over_limit"][f"people/{second}"] > 0.1
+    # The list is the count: one entry per photo over the limit, no more, no fewer.
+    assert len(false_people["over_limit"]) == round(row["false_people"] * 2)
     assert "classic" in done.stdout and "person_iou=" in done.stdout
 
 
