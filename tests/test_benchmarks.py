@@ -122,7 +122,8 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
     for sub in ("images", "masks"):
         (data / sub).mkdir(parents=True)
     images = shared / "persons-val" / "images"
-    for image in [*sorted(images.glob("ccp-*"))[:2], *sorted(images.glob("picsart-*"))[:2]]:
+    portraits = sorted(images.glob("picsart-*"))[:2]
+    for image in [*sorted(images.glob("ccp-*"))[:2], *portraits]:
         shutil.copy(image, data / "images")
         shutil.copy(
             next((shared / "persons-val" / "masks").glob(image.stem + ".*")), data / "masks"
@@ -133,7 +134,7 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
     # A "person-free" folder that is not: its held-out photo (the second) must be listed.
     people = tmp_path / "negatives" / "people"
     people.mkdir()
-    for image in sorted(images.glob("picsart-*"))[:2]:
+    for image in portraits:
         shutil.copy(image, people)
     weights = BENCHMARKS.parent / "src" / "personcut" / "weights" / "classic.safetensors"
     out = tmp_path / "judged"
@@ -172,8 +173,7 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
     assert row["person_iou"] > 0.5  # the classic model finds these people
     assert row["mirror"] is True  # scored as the default mode runs: with the mirror pass
     false_people = json.loads((out / "classic.false_people.json").read_text())
-    second = sorted(images.glob("picsart-*"))[1].name
-    assert false_people["over_limit"][f"people/{second}"] > 0.1
+    assert false_people["over_limit"][f"people/{portraits[1].name}"] > 0.1
     # The list is the count: one entry per photo over the limit, no more, no fewer.
     held_out = 2  # one photo of each of the two folders (the second of each pair)
     assert len(false_people["over_limit"]) == round(row["false_people"] * held_out)
