@@ -117,12 +117,9 @@ def test_export_that_fails_its_parity_check_writes_nothing(tiny_run, tmp_path, m
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
 
 
-def test_train_init_starts_from_the_shipped_weights(folder_data, tmp_path):
-    from safetensors.numpy import load_file
-
-    from personcut.weights import resolve_model
-
-    out = tmp_path / "finetune"
+def _one_still_step(folder_data) -> list[str]:
+    """--set pairs for a run of one step at learning rate 0 on the tiny folder: the weights it
+    writes are the ones it started from."""
     sets = [
         f"data.train=[{folder_data}]",
         "data.val=[]",
@@ -137,8 +134,18 @@ def test_train_init_starts_from_the_shipped_weights(folder_data, tmp_path):
         "train.num_workers=0",
         "train.lr=0",  # no step: the weights stay the ones loaded
     ]
+    return [x for s in sets for x in ("--set", s)]
+
+
+def test_train_init_starts_from_the_shipped_weights(folder_data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from personcut.weights import resolve_model
+
+    out = tmp_path / "finetune"
+    sets = _one_still_step(folder_data)
     args = ["train", "--config", "configs/default.yaml", "--init", "shipped", "--out", str(out)]
-    assert main(args + [x for s in sets for x in ("--set", s)]) == 0
+    assert main(args + sets) == 0
     got = load_file(out / "best.safetensors")
     want = load_file(resolve_model("personcut", ".safetensors"))
     convs = [k for k in want if k.endswith("weight") and want[k].ndim == 4]
@@ -146,10 +153,30 @@ def test_train_init_starts_from_the_shipped_weights(folder_data, tmp_path):
     # and a model from ImageNet alone is not the shipped one: the comparison can fail
     assert (
         main(
-            ["train", "--config", "configs/default.yaml", "--out", str(tmp_path / "scratch")]
-            + [x for s in sets for x in ("--set", s)]
+            ["train", "--config", "configs/default.yaml", "--out", str(tmp_path / "scratch")] + sets
         )
         == 0
     )
     scratch = load_file(tmp_path / "scratch" / "best.safetensors")
     assert not all(np.array_equal(scratch[k], want[k]) for k in convs)
+
+
+def test_train_init_grows_the_shipped_model_into_a_deeper_encoder(folder_data, tmp_path, capsys):
+    from safetensors.numpy import load_file
+
+    from personcut.weights import resolve_model
+
+    out = tmp_path / "lite1"
+    args = ["train", "--config", "configs/default.yaml", "--init", "shipped", "--out", str(out)]
+    sets = [*_one_still_step(folder_data), "--set", "model.encoder=efficientnet_lite1"]
+    assert main(args + sets) == 0
+    got = load_file(out / "best.safetensors")
+    want = load_file(resolve_model("personcut", ".safetensors"))
+    convs = [k for k in want if k.endswith("weight") and want[k].ndim == 4]
+    assert all(np.array_equal(got[k], want[k]) for k in convs)
+    added = sorted(set(got) - set(want))  # Lite1's extra blocks, silent to start
+    assert len(added) > 20 and not got["encoder.body.blocks.1.2.bn3.weight"].any()
+    # Widths that differ (Lite2) cannot carry the function over: a clear error, not a bad start.
+    sets[-1] = "model.encoder=efficientnet_lite2"
+    assert main(args[:-1] + [str(tmp_path / "lite2"), *sets]) != 0
+    assert "only a deeper encoder of the same widths" in capsys.readouterr().err

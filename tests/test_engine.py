@@ -410,3 +410,24 @@ def test_averaging_models_gives_the_mean_of_their_weights(tmp_path):
     save_safetensors(UNet(ModelConfig(width=8, depth=2)), other)
     with pytest.raises(ValueError, match="wide.safetensors"):
         average_models([paths[0], other])
+
+
+def test_a_grown_run_averages_with_its_shallower_start(tmp_path):
+    pytest.importorskip("timm")
+    from personcut.train.checkpoint import average_models, save_safetensors
+    from personcut.train.model import deepen
+
+    torch.manual_seed(0)
+    start = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5)).eval()
+    grown = deepen(start, "efficientnet_lite1")
+    with torch.no_grad():  # "training": the added block's residual switched on
+        grown.encoder.body.blocks[1][2].bn3.weight.fill_(1.0)
+    save_safetensors(start, tmp_path / "start.safetensors")
+    save_safetensors(grown, tmp_path / "grown.safetensors")
+    mean, _ = average_models([tmp_path / "grown.safetensors", tmp_path / "start.safetensors"])
+    assert mean.config.encoder == "efficientnet_lite1"
+    # the start counts as its deepened self: the added block half switched on
+    assert torch.allclose(mean.encoder.body.blocks[1][2].bn3.weight, torch.full((24,), 0.5))
+    # the other way round there is no Lite0 to shrink to: refused by name
+    with pytest.raises(ValueError, match="grown.safetensors"):
+        average_models([tmp_path / "start.safetensors", tmp_path / "grown.safetensors"])

@@ -87,6 +87,34 @@ def test_larger_lite_encoders_are_deeper_and_wider():
     assert params[0] < params[1] < params[2]
 
 
+def test_deepening_lite0_to_lite1_keeps_the_function_and_can_learn():
+    pytest.importorskip("timm")
+    from personcut.train.model import deepen
+
+    torch.manual_seed(0)
+    small = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5))
+    for m in small.modules():  # trained-looking BatchNorms, so a skipped zeroing would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+    small.eval()
+    grown = deepen(small, "efficientnet_lite1").eval()
+    assert grown.config.encoder == "efficientnet_lite1"
+    assert [len(s) for s in grown.encoder.body.blocks] == [1, 3, 3, 4, 4, 5, 1]
+    assert count_parameters(grown) > count_parameters(small)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), small(x), atol=1e-5)
+    # The added blocks start silent but not stuck: their last BatchNorm gets a gradient.
+    added = grown.encoder.body.blocks[1][2]
+    assert not added.bn3.weight.any()
+    grown.train()
+    grown(x).mean().backward()
+    assert added.bn3.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="same widths"):
+        deepen(small, "efficientnet_lite2")
+
+
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_lite_encoders_load_imagenet_weights_from_their_wheels(n):
     pytest.importorskip("timm")

@@ -16,7 +16,7 @@ import torch
 
 from personcut.files import write_atomic
 from personcut.train.config import Config, ModelConfig
-from personcut.train.model import UNet
+from personcut.train.model import UNet, deepened_to
 
 
 def rng_state() -> dict[str, Any]:
@@ -110,7 +110,9 @@ def average_models(
     A "model soup" (Wortsman et al., 2022): models fine-tuned from the same starting point lie in
     one basin, so their mean is a model too, often better than each, at no cost at run time.
     Batch-norm running statistics are averaged like the weights; integer buffers (batches seen)
-    come from the first model. The config returned is the first model's.
+    come from the first model. The config returned is the first model's; a later model with a
+    shallower Lite encoder of the same widths is deepened to it first (``model.deepen``), so a run
+    grown from a model averages with its start.
 
     Args:
         paths: training checkpoints (.pt) or safetensors files of the same architecture.
@@ -128,7 +130,7 @@ def average_models(
     model, config = load_model(paths[0], raw=raw)
     mean: dict[str, torch.Tensor] = {}
     for i, (path, w) in enumerate(zip(paths, weights, strict=True)):
-        other = model if i == 0 else load_model(path, raw=raw)[0]
+        other = model if i == 0 else deepened_to(load_model(path, raw=raw)[0], model.config)
         if other.config != model.config:
             raise ValueError(
                 f"{path} has model {other.config}, {paths[0]} has {model.config}: "

@@ -18,6 +18,8 @@ inputs of any size are padded up to a multiple of 2**depth and the logits croppe
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import torch
@@ -266,6 +268,64 @@ class UNet(nn.Module):
             x = up(x, skips.pop())
         logits = self.head(x)
         return logits[..., :h, :w]
+
+
+def deepen(model: UNet, encoder: str) -> UNet:
+    """``model`` with a deeper EfficientNet-Lite encoder of the same widths (Lite0 to Lite1:
+    3, 3, 4, 4, 5 blocks in the middle stages instead of 2, 2, 3, 3, 4), computing the same
+    function. Every block the deeper encoder adds at the end of a stage is a copy of that stage's
+    last block with its last BatchNorm's scale and shift at zero: its residual branch adds nothing
+    until training moves them (zero-initialised residuals, Goyal et al. 2017; growing a trained
+    network instead of starting again, Chen et al.'s Net2Net, 2016). So a larger encoder starts
+    from a trained model rather than from ImageNet, which two CPU cores cannot train back up to
+    it."""
+    config = dataclasses.replace(model.config, encoder=encoder)
+    grown = UNet(config)
+    old_blocks = getattr(model.encoder, "body", None)
+    new_blocks = getattr(grown.encoder, "body", None)
+    if old_blocks is None or new_blocks is None:
+        raise ValueError(f"cannot deepen {model.config.encoder} into {encoder}: Lite encoders only")
+    if grown.encoder.channels != model.encoder.channels:
+        raise ValueError(
+            f"{encoder} has channels {grown.encoder.channels}, {model.encoder.channels} for "
+            f"{model.encoder.variant}: only a deeper encoder of the same widths keeps the function"
+        )
+    old_depths = [len(stage) for stage in old_blocks.blocks]
+    new_depths = [len(stage) for stage in new_blocks.blocks]
+    if len(new_depths) != len(old_depths) or any(
+        n < o for n, o in zip(new_depths, old_depths, strict=True)
+    ):
+        raise ValueError(f"{encoder} ({new_depths} blocks) is not deeper than {old_depths}")
+    source, target = model.state_dict(), grown.state_dict()
+    for key, value in target.items():
+        if key in source:
+            if source[key].shape != value.shape:
+                raise ValueError(f"{key}: {tuple(source[key].shape)} for {tuple(value.shape)}")
+            target[key] = source[key]
+            continue
+        found = re.fullmatch(r"encoder\.body\.blocks\.(\d+)\.(\d+)\.(.+)", key)
+        if found is None:
+            raise ValueError(f"{key} is in {encoder} but not in {model.config.encoder}")
+        stage, index, rest = int(found[1]), int(found[2]), found[3]
+        if not new_blocks.blocks[stage][index].has_skip:
+            raise ValueError(f"{encoder}'s added block {stage}.{index} has no residual path")
+        copied = source[f"encoder.body.blocks.{stage}.{old_depths[stage] - 1}.{rest}"].clone()
+        if rest in ("bn3.weight", "bn3.bias"):
+            copied.zero_()
+        target[key] = copied
+    grown.load_state_dict(target)
+    return grown
+
+
+def deepened_to(model: UNet, config: ModelConfig) -> UNet:
+    """``model`` deepened (:func:`deepen`) when ``config`` asks for the same U-Net with another
+    encoder; otherwise ``model`` itself, for the caller to compare configs."""
+    lite = list(LITE_WEIGHTS)  # shallowest first
+    old, new = model.config.encoder, config.encoder
+    if old in lite and new in lite and lite.index(new) > lite.index(old):
+        if dataclasses.replace(model.config, encoder=new) == config:
+            return deepen(model, new)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
