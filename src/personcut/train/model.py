@@ -297,10 +297,8 @@ def deepen(model: UNet, encoder: str) -> UNet:
     ):
         raise ValueError(f"{encoder} ({new_depths} blocks) is not deeper than {old_depths}")
     source, target = model.state_dict(), grown.state_dict()
-    for key, value in target.items():
-        if key in source:
-            if source[key].shape != value.shape:
-                raise ValueError(f"{key}: {tuple(source[key].shape)} for {tuple(value.shape)}")
+    for key in target:
+        if key in source:  # same widths, so the same shapes (load_state_dict checks)
             target[key] = source[key]
             continue
         found = re.fullmatch(r"encoder\.body\.blocks\.(\d+)\.(\d+)\.(.+)", key)
