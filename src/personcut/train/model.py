@@ -279,35 +279,28 @@ def deepen(model: UNet, encoder: str) -> UNet:
     network instead of starting again, Chen et al.'s Net2Net, 2016). So a larger encoder starts
     from a trained model rather than from ImageNet, which two CPU cores cannot train back up to
     it."""
-    config = dataclasses.replace(model.config, encoder=encoder)
-    grown = UNet(config)
-    old_blocks = getattr(model.encoder, "body", None)
-    new_blocks = getattr(grown.encoder, "body", None)
-    if old_blocks is None or new_blocks is None:
-        raise ValueError(f"cannot deepen {model.config.encoder} into {encoder}: Lite encoders only")
-    if grown.encoder.channels != model.encoder.channels:
-        raise ValueError(
-            f"{encoder} has channels {grown.encoder.channels}, {model.encoder.channels} for "
-            f"{model.encoder.variant}: only a deeper encoder of the same widths keeps the function"
-        )
-    old_depths = [len(stage) for stage in old_blocks.blocks]
-    new_depths = [len(stage) for stage in new_blocks.blocks]
-    if len(new_depths) != len(old_depths) or any(
-        n < o for n, o in zip(new_depths, old_depths, strict=True)
+    grown = UNet(dataclasses.replace(model.config, encoder=encoder))
+    old, new = (getattr(m.encoder, "body", None) for m in (model, grown))
+    old_depths = [len(stage) for stage in old.blocks] if old else []
+    new_depths = [len(stage) for stage in new.blocks] if new else []
+    if (
+        not old_depths
+        or len(new_depths) != len(old_depths)
+        or any(n < o for n, o in zip(new_depths, old_depths, strict=True))
+        or grown.encoder.channels != model.encoder.channels
     ):
-        raise ValueError(f"{encoder} ({new_depths} blocks) is not deeper than {old_depths}")
-    source, target = model.state_dict(), grown.state_dict()
-    for key in target:
-        if key in source:  # same widths, so the same shapes (load_state_dict checks)
-            target[key] = source[key]
-            continue
-        found = re.fullmatch(r"encoder\.body\.blocks\.(\d+)\.(\d+)\.(.+)", key)
-        if found is None:
-            raise ValueError(f"{key} is in {encoder} but not in {model.config.encoder}")
-        stage, index, rest = int(found[1]), int(found[2]), found[3]
-        if not new_blocks.blocks[stage][index].has_skip:
-            raise ValueError(f"{encoder}'s added block {stage}.{index} has no residual path")
-        copied = source[f"encoder.body.blocks.{stage}.{old_depths[stage] - 1}.{rest}"].clone()
+        raise ValueError(
+            f"cannot deepen {model.config.encoder} into {encoder}: only a deeper encoder of the "
+            f"same widths keeps the function (channels {model.encoder.channels} -> "
+            f"{grown.encoder.channels}, blocks {old_depths} -> {new_depths})"
+        )
+    # Every tensor of the model lands on its own name; the rest are the added blocks (each one
+    # after its stage's last, so stride 1 and a residual path), copied from that last block.
+    source = model.state_dict()
+    target = {**grown.state_dict(), **source}
+    for key in target.keys() - source.keys():
+        stage, _, rest = re.fullmatch(r"encoder\.body\.blocks\.(\d+)\.(\d+)\.(.+)", key).groups()
+        copied = source[f"encoder.body.blocks.{stage}.{old_depths[int(stage)] - 1}.{rest}"].clone()
         if rest in ("bn3.weight", "bn3.bias"):
             copied.zero_()
         target[key] = copied
