@@ -37,6 +37,7 @@ SABOTAGES=(
   "skipped files counted twice|edit src/personcut/train/data/__init__.py 'list(dict.fromkeys(s for p in parts' 'list((s for p in parts'|tests/test_data.py -k skipped"
   "shadow cast over the person|edit src/personcut/train/data/transforms.py 'shadow = shadow * (1 - person)' 'shadow = shadow * 1'|tests/test_data.py -k shadow"
   "grown blocks not silent|edit src/personcut/train/model.py '            copied.zero_()' '            pass'|tests/test_model.py -k deepening"
+  "a killed worker's temp kept|edit src/personcut/batch.py '            remove_leftovers(outputs)' '            pass'|tests/test_batch.py -k killed_mid_write"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
 )
 

@@ -212,3 +212,26 @@ def test_the_predictor_does_not_list_its_folder_for_every_photo(photos, tmp_path
     monkeypatch.setattr(os, "scandir", lambda p=".": listings.append(p) or real(p))
     rows = predictor({"path": np.array(paths, dtype=object)})
     assert list(rows["status"]) == ["ok"] * 3 and listings == []
+
+
+def test_the_job_removes_what_a_worker_killed_mid_write_left(photos, tmp_path, monkeypatch):
+    """Ray retries a killed worker's photo elsewhere, but the dead worker's temporary file stays
+    beside the output: the job sweeps it when it ends (the kill test above hits that window only
+    when the kill lands inside a write)."""
+    import contextlib
+
+    from personcut import batch
+
+    out = tmp_path / "out"
+    left = out / ".a0.png.x1y2z3.part"
+    other = out / ".notes.txt.abc.part"  # not an output of this job: kept
+
+    def stream(todo, predictor, actors, batch_size, progress, rows):
+        out.mkdir(parents=True, exist_ok=True)
+        left.write_bytes(b"half a png")
+        other.write_bytes(b"someone else's")
+
+    monkeypatch.setattr(batch, "_ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(batch, "_stream", stream)
+    batch.run(str(photos / "a*.png"), out, progress=False)
+    assert not left.exists() and other.exists()

@@ -185,8 +185,9 @@ def run(
     todo = [p for p in paths if not output_path(p, root, str(output_dir), fmt).is_file()]
     rows: dict[str, list] = {k: [] for k in MANIFEST_COLUMNS}
     if todo:
+        outputs = [output_path(p, root, str(output_dir), fmt) for p in todo]
         # What killed earlier runs left beside these outputs, one listing per folder.
-        remove_leftovers([output_path(p, root, str(output_dir), fmt) for p in todo])
+        remove_leftovers(outputs)
         predictor = {
             "model": model,
             "options": options,
@@ -197,8 +198,13 @@ def run(
         # "local": a Ray of the job's own unless one is named. Ray's default would join the
         # latest `ray start` cluster on this machine, whose workers may not see these files
         # (and a stale record of a dead one makes ray.init wait for ever).
-        with _ray_session(address or os.environ.get("RAY_ADDRESS") or "local"):
-            _stream(todo, predictor, actors, batch_size, progress, rows)
+        try:
+            with _ray_session(address or os.environ.get("RAY_ADDRESS") or "local"):
+                _stream(todo, predictor, actors, batch_size, progress, rows)
+        finally:
+            # A worker killed mid-write leaves its temporary file; Ray retries the photo on
+            # another worker, so the job, not the dead worker, removes it.
+            remove_leftovers(outputs)
     _write_manifest(rows, output_dir / "manifest.parquet")
     failed = sum(s != "ok" for s in rows["status"])
     return {
