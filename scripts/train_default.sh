@@ -25,7 +25,10 @@
 #  19. ship stage 29's raw weights and stage 30's averaged
 #  20. stage 31: 4,000 steps of stage 30's recipe from that; ship its last epoch
 #  21. stage 38: 4,000 steps from stage 31 with the COCO photos weighed twice; ship stages 31 and
-#      38 averaged, redraw the README's pictures
+#      38 averaged
+#  22. grow that Lite0 model into a Lite1 one (the same function, `model.encoder:
+#      efficientnet_lite1` in the config): stage 45, 3,000 steps with more hard negatives; stage
+#      46, 4,000 more; ship stage 46's last epoch, redraw the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -76,5 +79,9 @@ python scripts/average_models.py runs/default_stage31/last.pt runs/default_stage
   -o runs/soups/s31_s38.safetensors
 python scripts/ship_model.py runs/default_stage38 --weights runs/soups/s31_s38.safetensors \
   --continues-shipped --working-size 320
+personcut train --config configs/default_stage45.yaml
+personcut train --config configs/default_stage46.yaml
+python scripts/ship_model.py runs/default_stage46 --checkpoint last --working-size 320 \
+  --stages runs/default_stage45 runs/default_stage46 --continues-shipped
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
