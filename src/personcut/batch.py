@@ -182,10 +182,13 @@ def run(
     paths = [os.path.abspath(p) if "://" not in p else p for p in paths]
     root = os.path.abspath(root) if root else root
     output_dir = Path(output_dir).resolve()
-    todo = [p for p in paths if not output_path(p, root, str(output_dir), fmt).is_file()]
+    # The photos whose output is not there yet, and those outputs (each path made once).
+    pending = [
+        (p, out) for p in paths if not (out := output_path(p, root, str(output_dir), fmt)).is_file()
+    ]
+    todo, outputs = [p for p, _ in pending], [out for _, out in pending]
     rows: dict[str, list] = {k: [] for k in MANIFEST_COLUMNS}
     if todo:
-        outputs = [output_path(p, root, str(output_dir), fmt) for p in todo]
         # What killed earlier runs left beside these outputs, one listing per folder.
         remove_leftovers(outputs)
         predictor = {
