@@ -527,8 +527,8 @@ def _add_remove(sub) -> None:
     p.add_argument(
         "--quality",
         choices=["fast", "balanced", "best"],
-        help="fast: one small pass; balanced (default): one pass; best: several sizes and a "
-        "mirror image averaged (about 4x the time)",
+        help="fast: one small pass; balanced (default): one pass and its mirror image; best: "
+        "three sizes, each with its mirror image, averaged (about 3x the time)",
     )
     p.add_argument("--threshold", type=float, metavar="T", help="hard mask at probability T")
     p.add_argument(
