@@ -39,6 +39,20 @@ SABOTAGES=(
   "grown blocks not silent|edit src/personcut/train/model.py '            copied.zero_()' '            pass'|tests/test_model.py -k deepening"
   "a killed worker's temp kept|edit src/personcut/batch.py '            remove_leftovers(outputs)' '            pass'|tests/test_batch.py -k killed_mid_write"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
+  "guided filter skipped|edit src/personcut/refine.py '    if guided:' '    if False:'|tests/test_pixels.py tests/test_inference.py"
+  "threshold ignored|edit src/personcut/cutout.py '    if options.threshold is not None:' '    if False:'|tests/test_pixels.py -k threshold"
+  "blur is the sharp photo|edit src/personcut/compose.py '.filter(ImageFilter.GaussianBlur(blur))' ''|tests/test_pixels.py -k blur"
+  "--mask writes a cut-out|edit src/personcut/cutout.py 'mask_only=options.mask,' 'mask_only=False,'|tests/test_pixels.py tests/test_cli.py"
+  "resume restarts at epoch 0|edit src/personcut/train/loop.py 'run.start_epoch, run.history, run.best = ckpt[\"epoch\"] + 1,' 'run.start_epoch, run.history, run.best = 0,'|tests/test_engine.py -k resume"
+  "optimizer state not resumed|edit src/personcut/train/loop.py '        optimizer.load_state_dict(ckpt[\"optimizer\"])' '        pass'|tests/test_engine.py -k resume"
+  "no pixel limit|edit src/personcut/images.py '    if max_pixels and w * h > max_pixels:' '    if False:'|tests/test_hostile.py tests/test_cli.py"
+  "--skip-existing ignored|edit src/personcut/cli.py 'if args.skip_existing and job.output' 'if False and job.output'|tests/test_hostile.py -k skip_existing"
+  "colour profile dropped|edit src/personcut/cutout.py 'return encode_pixels(pixels, options.format, self.image.info.get(\"icc_profile\"))' 'return encode_pixels(pixels, options.format, None)'|tests/test_pixels.py tests/test_cli.py tests/test_inference.py"
+  "no made-up negatives|edit src/personcut/train/data/scenes.py '        if r < self.negative_p:' '        if False:'|tests/test_data.py"
+  "no upload limit|edit src/personcut/server/upload.py '    if len(body) > settings.max_upload_bytes:' '    if False:'|tests/test_server.py"
+  "API key not checked|edit src/personcut/server/app.py '        _check_key(request, settings.api_key)' '        pass'|tests/test_server.py"
+  "background picture ignored|edit src/personcut/cutout.py '        bg_image=options.bg_image,' '        bg_image=None,'|tests/test_pixels.py tests/test_cli.py"
+  "balanced without its mirror|edit src/personcut/segmenter.py '\"balanced\": ((1.0,), True),' '\"balanced\": ((1.0,), False),'|tests/test_pixels.py tests/test_inference.py"
 )
 
 cat > "$SCRATCH/break.py" <<'PY'

@@ -294,6 +294,25 @@ def test_fast_guided_filter_matches_the_reference_formula():
     assert fast.dtype == np.float32 and np.abs(fast - reference).max() < 1e-4
 
 
+def test_full_size_alpha_steps_where_the_photo_does():
+    """The default upsampling follows the photo: a mask that is a soft ramp at the working size
+    (5 small pixels, 40 full-size ones) becomes a step at the photo's own edge. Bilinear
+    upsampling alone keeps the ramp (0.03 across the edge's two pixels, not 0.8)."""
+    from personcut.refine import to_full_size
+
+    w, h, edge = 640, 480, 333
+    photo = np.full((h, w, 3), 200, np.uint8)
+    photo[:, :edge] = 40  # the person dark, the background bright
+    image = Image.fromarray(photo)
+    small = np.asarray(image.resize((80, 60), Image.BILINEAR))
+    ramp = np.convolve((np.arange(80) < edge / 8).astype(np.float32), np.ones(5) / 5, "same")
+    ramp[:3], ramp[-3:] = 1, 0  # "same" mode's zero padding would dim the left border
+    alpha = to_full_size(np.tile(ramp, (60, 1)).astype(np.float32), small, image)
+    row = alpha[h // 2]
+    assert row[edge - 1] - row[edge] > 0.6
+    assert row[: edge - 20].min() > 0.9 and row[edge + 20 :].max() < 0.1
+
+
 def test_box_filter_is_exact_at_the_working_size():
     """Means of 5x5 windows (clipped at the borders) of a working-size map, in float32, against
     float64 brute force. A 2-D prefix sum in float32 was off by ~5e-4 here, which the guided

@@ -213,6 +213,12 @@ def test_too_large_tells_remote_clients_the_limit_not_a_cli_flag(client):
     assert "--" not in r.json()["detail"] and "megapixels" in r.json()["detail"]
 
 
+def test_a_form_file_just_over_the_limit_is_refused(client):
+    # The form's room for boundaries and fields (64 kB) must not become room for a larger file.
+    r = client.post("/api/remove", files={"file": ("a.png", b"x" * 200_001, "image/png")})
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+
+
 def test_chunked_multipart_upload_stops_at_the_limit(client, monkeypatch):
     # No Content-Length: bytes must be counted as they arrive, not spooled whole first.
     import tempfile
