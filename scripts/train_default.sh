@@ -28,7 +28,9 @@
 #      38 averaged
 #  22. grow that Lite0 model into a Lite1 one (the same function, `model.encoder:
 #      efficientnet_lite1` in the config): stage 45, 3,000 steps with more hard negatives; stage
-#      46, 4,000 more; ship stage 46's last epoch, redraw the README's pictures
+#      46, 4,000 more; ship stage 46's last epoch
+#  23. stage 47: 4,000 more steps of the same recipe from stage 46; ship its last epoch, redraw
+#      the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -83,5 +85,8 @@ personcut train --config configs/default_stage45.yaml
 personcut train --config configs/default_stage46.yaml
 python scripts/ship_model.py runs/default_stage46 --checkpoint last --working-size 320 \
   --stages runs/default_stage45 runs/default_stage46 --continues-shipped
+personcut train --config configs/default_stage47.yaml
+python scripts/ship_model.py runs/default_stage47 --checkpoint last --continues-shipped \
+  --working-size 320
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py
