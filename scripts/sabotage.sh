@@ -53,6 +53,11 @@ SABOTAGES=(
   "API key not checked|edit src/personcut/server/app.py '        _check_key(request, settings.api_key)' '        pass'|tests/test_server.py"
   "background picture ignored|edit src/personcut/cutout.py '        bg_image=options.bg_image,' '        bg_image=None,'|tests/test_pixels.py tests/test_cli.py"
   "balanced without its mirror|edit src/personcut/segmenter.py '\"balanced\": ((1.0,), True),' '\"balanced\": ((1.0,), False),'|tests/test_pixels.py tests/test_inference.py"
+  "cross-entropy on unsure pixels|edit src/personcut/train/losses.py '    return (per_pixel * weight).sum() / weight.sum().clamp_min(1)' '    return per_pixel.mean()'|tests/test_engine.py"
+  "Dice on unsure pixels|edit src/personcut/train/losses.py '    prob = torch.sigmoid(logits.float()) * valid' '    prob = torch.sigmoid(logits.float())'|tests/test_engine.py"
+  "boundary recall not read|edit src/personcut/scoring.py '    recall = (bt & grown(bp)).sum() / bt.sum()' '    recall = precision'|tests/test_scoring.py"
+  "boundary tolerance fixed|edit src/personcut/scoring.py '            tol = max(1, round(0.0075 * np.hypot(*target.shape)))' '            tol = 1'|tests/test_scoring.py tests/test_commands.py"
+  "alpha MAE on ignored pixels|edit src/personcut/scoring.py 'float(np.abs(prob[valid] - truth[valid]).mean())' 'float(np.abs(prob - truth).mean())'|tests/test_scoring.py tests/test_commands.py"
 )
 
 cat > "$SCRATCH/break.py" <<'PY'

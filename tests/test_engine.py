@@ -59,6 +59,20 @@ def test_dice_of_a_perfect_prediction_is_near_zero():
     assert dice_loss(logits, target).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_dice_ignores_the_ignore_value():
+    target = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    target[..., :2, :] = 1
+    target[..., 3, :] = IGNORE  # a row the teachers disagreed on
+    logits = ((target == 1).float() * 2 - 1) * 3
+    said_person, said_background = logits.clone(), logits.clone()
+    said_person[..., 3, :], said_background[..., 3, :] = 9.0, -9.0
+    said_person.requires_grad_(True)
+    loss = dice_loss(said_person, target)
+    assert loss.item() == pytest.approx(dice_loss(said_background, target).item(), abs=1e-7)
+    loss.backward()
+    assert said_person.grad[target == IGNORE].eq(0).all()
+
+
 def test_lovasz_hinge_at_a_hard_prediction_is_the_jaccard_loss():
     # Logits of margin exactly 1 where right and 0 where wrong make the hinge errors the
     # indicator of the wrong pixels, where the Lovász extension equals the Jaccard loss itself.

@@ -75,6 +75,24 @@ def test_boundary_f_perfect_and_shifted():
     assert boundary_f(far, mask, 1) < 0.6
 
 
+def test_boundary_f_reads_precision_and_recall():
+    # The prediction finds the true square and a second one as large far from it: every true
+    # edge is found (recall 1) and half the predicted edge is true (precision 1/2), F = 2/3.
+    truth = np.zeros((60, 60), bool)
+    truth[5:25, 5:25] = True
+    pred = truth.copy()
+    pred[35:55, 35:55] = True
+    assert boundary_f(pred, truth, 1) == pytest.approx(2 / 3, abs=0.01)
+    assert boundary_f(truth, pred, 1) == pytest.approx(2 / 3, abs=0.01)
+
+
+def test_alpha_mae_leaves_ignored_pixels_out():
+    scores = Scores(edges=True)
+    target = np.array([[1, 1, 0, IGNORE]])
+    scores.add(np.array([[1.0, 0.5, 0.25, 1.0]]), target, "a", "x")  # 1.0 on IGNORE: no error
+    assert scores.per_image["x"]["mae"] == pytest.approx((0 + 0.5 + 0.25) / 3)
+
+
 def test_mask_folder_reads_ignore_and_sources(tmp_path):
     from PIL import Image
 
