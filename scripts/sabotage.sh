@@ -58,6 +58,7 @@ SABOTAGES=(
   "boundary recall not read|edit src/personcut/scoring.py '    recall = (bt & grown(bp)).sum() / bt.sum()' '    recall = precision'|tests/test_scoring.py"
   "boundary tolerance fixed|edit src/personcut/scoring.py '            tol = max(1, round(0.0075 * np.hypot(*target.shape)))' '            tol = 1'|tests/test_scoring.py tests/test_commands.py"
   "alpha MAE on ignored pixels|edit src/personcut/scoring.py 'float(np.abs(prob[valid] - truth[valid]).mean())' 'float(np.abs(prob - truth).mean())'|tests/test_scoring.py tests/test_commands.py"
+  "pasted unsure pixels made background|edit src/personcut/train/data/transforms.py '        label[(ignore > 0) & (label == 0)] = IGNORE' '        pass'|tests/test_data.py"
 )
 
 cat > "$SCRATCH/break.py" <<'PY'

@@ -224,6 +224,21 @@ def test_copy_paste_moves_the_person_with_its_mask(tmp_path):
     assert (out[0] > 250).sum() >= 0.5 * person.sum()  # the inside is pure red
 
 
+def test_copy_paste_keeps_the_teachers_unsure_pixels_out_of_the_loss(tmp_path):
+    # A pseudo-labelled person: a ring the teachers disagreed on (IGNORE) around the sure part.
+    # Pasted, the ring stays IGNORE, not background; the new scene around it is sure background.
+    backgrounds = tmp_path / "bg"
+    backgrounds.mkdir()
+    Image.fromarray(np.full((50, 70, 3), (0, 0, 255), np.uint8)).save(backgrounds / "blue.png")
+    image = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    mask = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    mask[0, 6:34, 6:34] = IGNORE
+    mask[0, 10:30, 10:30] = 1
+    torch.manual_seed(1)
+    _, out_mask = CopyPaste(backgrounds, p=1.0, scale=(1.0, 1.0))(image, mask)
+    assert torch.equal(out_mask, mask)  # pasted whole at full scale: the same labels
+
+
 def test_eval_transform_stretches_sides_to_the_multiple_and_keeps_full_mask():
     image = np.zeros((30, 60, 3), np.uint8)
     image[:, 30:] = 200
