@@ -226,7 +226,7 @@ def test_copy_paste_moves_the_person_with_its_mask(tmp_path):
 
 def test_copy_paste_keeps_the_teachers_unsure_pixels_out_of_the_loss(tmp_path):
     # A pseudo-labelled person: a ring the teachers disagreed on (IGNORE) around the sure part.
-    # Pasted, the ring stays IGNORE, not background; the new scene around it is sure background.
+    # Pasted (at full scale, so over the whole crop), the ring stays IGNORE, not background.
     backgrounds = tmp_path / "bg"
     backgrounds.mkdir()
     Image.fromarray(np.full((50, 70, 3), (0, 0, 255), np.uint8)).save(backgrounds / "blue.png")
