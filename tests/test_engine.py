@@ -445,3 +445,26 @@ def test_a_grown_run_averages_with_its_shallower_start(tmp_path):
     # the other way round there is no Lite0 to shrink to: refused by name
     with pytest.raises(ValueError, match="grown.safetensors"):
         average_models([tmp_path / "start.safetensors", tmp_path / "grown.safetensors"])
+
+
+def test_a_widened_run_averages_with_its_narrower_start(tmp_path):
+    pytest.importorskip("timm")
+    from personcut.train.checkpoint import average_models, save_safetensors
+    from personcut.train.model import widen
+
+    torch.manual_seed(0)
+    start = UNet(ModelConfig(encoder="efficientnet_lite1", width=4, depth=5)).eval()
+    grown = widen(start, "efficientnet_lite2")
+    moved = grown.encoder.body.blocks[2][0].conv_pwl.weight
+    with torch.no_grad():  # "training" moved one weight of an added channel
+        moved[44, 0] += 1.0
+    save_safetensors(start, tmp_path / "start.safetensors")
+    save_safetensors(grown, tmp_path / "grown.safetensors")
+    mean, _ = average_models([tmp_path / "grown.safetensors", tmp_path / "start.safetensors"])
+    assert mean.config.encoder == "efficientnet_lite2"
+    # the start counts as its widened self, the same copies: only the moved weight differs
+    averaged = mean.encoder.body.blocks[2][0].conv_pwl.weight
+    assert torch.allclose(averaged[44, 0], moved[44, 0] - 0.5)
+    others = torch.ones_like(moved, dtype=torch.bool)
+    others[44, 0] = False
+    assert torch.allclose(averaged[others], moved[others])

@@ -115,6 +115,70 @@ def test_deepening_lite0_to_lite1_keeps_the_function_and_can_learn():
         deepen(small, "efficientnet_lite2")
 
 
+def _trained_looking(model: UNet) -> UNet:
+    """BatchNorms away from their initial 1 and 0, so a copy that skips them would show."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_widening_lite1_to_lite2_keeps_the_function_and_the_copies_learn_apart():
+    pytest.importorskip("timm")
+    from personcut.train.model import widen
+
+    torch.manual_seed(0)
+    small = _trained_looking(UNet(ModelConfig(encoder="efficientnet_lite1", width=4, depth=5)))
+    grown = widen(small, "efficientnet_lite2").eval()
+    assert grown.config.encoder == "efficientnet_lite2"
+    assert grown.encoder.channels == [4, 16, 24, 48, 120, 352]
+    assert count_parameters(grown) > count_parameters(small)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), small(x), atol=1e-5)
+        # random weights give an output near 0.45 everywhere, so check the features too: each
+        # level's first channels are the small model's, whatever its added channels are
+        for old, new in zip(small.encoder(x), grown.encoder(x), strict=True):
+            assert old.std() > 0.05
+            assert torch.allclose(new[:, : old.shape[1]], old, atol=1e-4)
+    # The same copies every time (a run and its start must widen alike to be averaged) ...
+    again = widen(small, "efficientnet_lite2").state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in grown.state_dict().items())
+    # ... and the copies learn apart: a copy's readers carry another share of the weights than
+    # its original's, so the two get different gradients (even halves would keep them twins).
+    producer = grown.encoder.body.blocks[2][0].conv_pwl  # writes stage 2's 48 channels
+    rows = producer.weight.detach().flatten(1)
+    original = [int((rows[:40] == rows[j]).all(1).nonzero()[0]) for j in range(40, 48)]
+    grown.train()
+    grown(x).square().mean().backward()
+    grad = producer.weight.grad.flatten(1)
+    for j, c in zip(range(40, 48), original, strict=True):
+        assert grad[j].abs().sum() > 0
+        assert not torch.allclose(grad[j], grad[c], rtol=1e-3, atol=0)
+    with pytest.raises(ValueError, match="same depth"):
+        lite0 = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5))
+        widen(lite0, "efficientnet_lite2")
+
+
+def test_lite0_grows_into_lite2_in_two_steps():
+    pytest.importorskip("timm")
+    from personcut.train.model import grown_to
+
+    torch.manual_seed(0)
+    small = _trained_looking(UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5)))
+    config = ModelConfig(encoder="efficientnet_lite2", width=4, depth=5)
+    grown = grown_to(small, config).eval()
+    assert grown.config == config
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), small(x), atol=1e-5)
+    # another width of the stem is another U-Net, not a larger encoder: left for the caller
+    assert grown_to(small, ModelConfig(encoder="efficientnet_lite2", width=8, depth=5)) is small
+
+
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_lite_encoders_load_imagenet_weights_from_their_wheels(n):
     pytest.importorskip("timm")

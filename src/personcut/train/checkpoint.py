@@ -16,7 +16,7 @@ import torch
 
 from personcut.files import write_atomic
 from personcut.train.config import Config, ModelConfig
-from personcut.train.model import UNet, deepened_to
+from personcut.train.model import UNet, grown_to
 
 
 def rng_state() -> dict[str, Any]:
@@ -111,8 +111,8 @@ def average_models(
     one basin, so their mean is a model too, often better than each, at no cost at run time.
     Batch-norm running statistics are averaged like the weights; integer buffers (batches seen)
     come from the first model. The config returned is the first model's; a later model with a
-    shallower Lite encoder of the same widths is deepened to it first (``model.deepen``), so a run
-    grown from a model averages with its start.
+    smaller Lite encoder is grown to it first (``model.grown_to``: deeper, then wider, the same way
+    every time), so a run grown from a model averages with its start.
 
     Args:
         paths: training checkpoints (.pt) or safetensors files of the same architecture.
@@ -130,7 +130,7 @@ def average_models(
     model, config = load_model(paths[0], raw=raw)
     mean: dict[str, torch.Tensor] = {}
     for i, (path, w) in enumerate(zip(paths, weights, strict=True)):
-        other = model if i == 0 else deepened_to(load_model(path, raw=raw)[0], model.config)
+        other = model if i == 0 else grown_to(load_model(path, raw=raw)[0], model.config)
         if other.config != model.config:
             raise ValueError(
                 f"{path} has model {other.config}, {paths[0]} has {model.config}: "

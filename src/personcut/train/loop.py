@@ -47,7 +47,7 @@ from personcut.train.data.transforms import (
 from personcut.train.evaluation import evaluate, make_eval_loader
 from personcut.train.losses import segmentation_loss
 from personcut.train.metrics import SegmentationMeter
-from personcut.train.model import UNet, deepened_to
+from personcut.train.model import UNet, grown_to
 from personcut.train.runtime import (
     Runtime,
     amp_dtype,
@@ -335,10 +335,10 @@ def _initial_model(config: Config, runtime: Runtime, resume: str | Path | None) 
     if config.train.init and not resume:
         init = resolve_model(config.train.init, suffix=".safetensors")
         loaded, _ = load_model(init)
-        # A deeper encoder of the same widths grows from the trained model (model.deepen).
-        source = deepened_to(loaded, config.model)
+        # A larger Lite encoder grows from the trained model (model.deepen, model.widen).
+        source = grown_to(loaded, config.model)
         if source is not loaded:
-            log.info("encoder deepened to %s, computing the same function", config.model.encoder)
+            log.info("encoder grown to %s, computing the same function", config.model.encoder)
         if source.config != config.model:
             raise ValueError(
                 f"train.init {init} has model {source.config}, the config asks for "

@@ -308,14 +308,141 @@ def deepen(model: UNet, encoder: str) -> UNet:
     return grown
 
 
-def deepened_to(model: UNet, config: ModelConfig) -> UNet:
-    """``model`` deepened (:func:`deepen`) when ``config`` asks for the same U-Net with another
-    encoder; otherwise ``model`` itself, for the caller to compare configs."""
-    lite = list(LITE_WEIGHTS)  # shallowest first
+def widen(model: UNet, encoder: str, seed: int = 0) -> UNet:
+    """``model`` with a wider EfficientNet-Lite encoder of the same depth (Lite1 to Lite2: stages
+    of 48, 88, 120, 208, 352 channels instead of 40, 80, 112, 192, 320), computing the same
+    function: Net2Net's widening (Chen et al., 2016). Each added channel is a copy of a channel of
+    its layer (the weights into it, its BatchNorm), and every layer that reads the channel shares
+    its weights for it among the copies, in random proportions that sum to one, so the copies
+    get different gradients and learn apart. A residual stage widens the same way in all its
+    blocks (their outputs add up), and the decoder levels, as wide as the skips they join, widen
+    with them. ``seed`` fixes the copies, so a run and its start widen alike (averaging)."""
+    grown = UNet(dataclasses.replace(model.config, encoder=encoder))
+    old, new = (getattr(m.encoder, "body", None) for m in (model, grown))
+    old_depths = [len(stage) for stage in old.blocks] if old else []
+    new_depths = [len(stage) for stage in new.blocks] if new else []
+    if (
+        not old_depths
+        or not model.config.batch_norm  # _wiring knows the DoubleConv with BatchNorm
+        or new_depths != old_depths
+        or any(n < o for n, o in zip(grown.encoder.channels, model.encoder.channels, strict=True))
+    ):
+        raise ValueError(
+            f"cannot widen {model.config.encoder} into {encoder}: only a wider encoder of the "
+            f"same depth keeps the function (channels {model.encoder.channels} -> "
+            f"{grown.encoder.channels}, blocks {old_depths} -> {new_depths})"
+        )
+    skips = ["stem"] + [f"S{name.split('.')[1]}" for name in new.feature_info.module_name()]
+    source, target = model.state_dict(), grown.state_dict()
+    wiring = {key: _wiring(key, skips[::-1]) for key in target}
+    # Each space's width before and after, read from the tensors that produce it.
+    widths: dict[str, tuple[int, int]] = {}
+    for key, dims in wiring.items():
+        for d, (role, spaces) in enumerate(dims):
+            if role == "out":
+                widths[spaces[0]] = (source[key].shape[d], target[key].shape[d])
+    generator = torch.Generator().manual_seed(seed)
+    copies: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for space, (n_old, n_new) in widths.items():  # in the state dict's order: deterministic
+        index = torch.cat(
+            [torch.arange(n_old), torch.randint(n_old, (n_new - n_old,), generator=generator)]
+        )
+        share = (
+            torch.ones(n_new) if n_new == n_old else torch.rand(n_new, generator=generator) + 0.5
+        )
+        copies[space] = (index, share / torch.zeros(n_old).index_add_(0, index, share)[index])
+    widened = {}
+    for key, value in source.items():
+        for d, (role, spaces) in enumerate(wiring[key]):
+            if role == "out":
+                value = value.index_select(d, copies[spaces[0]][0])
+            elif role == "in":  # a concatenation of spaces (a skip and the level below) or one
+                offsets = torch.tensor([0] + [widths[s][0] for s in spaces]).cumsum(0)
+                index = torch.cat([copies[s][0] + o for s, o in zip(spaces, offsets, strict=False)])
+                share = torch.cat([copies[s][1] for s in spaces])
+                shape = [1] * value.dim()
+                shape[d] = -1
+                value = value.index_select(d, index) * share.view(shape).to(value.dtype)
+        if value.shape != target[key].shape:
+            raise ValueError(
+                f"cannot widen {key}: {tuple(value.shape)} for {tuple(target[key].shape)}"
+            )
+        widened[key] = value
+    grown.load_state_dict(widened)
+    return grown
+
+
+def _wiring(key: str, skips_deep_first: list[str]) -> list[tuple[str | None, list[str]]]:
+    """For each dimension of the U-Net tensor ``key``: ("out", [space]) where it lists the
+    channels a layer produces, ("in", [spaces]) where it lists the channels a layer reads
+    (several spaces when they are concatenated), (None, []) otherwise. A space is a set of
+    channels that must widen alike: an encoder stage's residual stream S<stage>, a block's
+    expansion E<stage>.<block>, a decoder level's up-sampled U<level> and its two convolutions'
+    outputs D<level>.a and D<level>.b. The RGB input, the mean and std, and the body's own stem
+    (read only by stage 0's depthwise convolution) have no spaces."""
+    none: tuple[str | None, list[str]] = (None, [])
+    if key.endswith("num_batches_tracked"):
+        return []
+
+    def conv(out: str, reads: list[str]) -> list[tuple[str | None, list[str]]]:
+        return [("out", [out]), ("in", reads) if reads else none, none, none]
+
+    def double_conv(layer: str, reads: list[str], a: str, b: str) -> list:
+        # DoubleConv: 0 conv, 1 BatchNorm, 2 ReLU, 3 conv, 4 BatchNorm, 5 ReLU
+        return {"0": conv(a, reads), "1": [("out", [a])], "3": conv(b, [a]), "4": [("out", [b])]}[
+            layer
+        ]
+
+    if match := re.fullmatch(r"encoder\.stem\.(\d)\.\w+", key):  # reads the RGB input
+        return double_conv(match[1], [], "stem.a", "stem")
+    if match := re.fullmatch(r"encoder\.body\.blocks\.(\d+)\.(\d+)\.(\w+)\.\w+", key):
+        stage, block, layer = int(match[1]), int(match[2]), match[3]
+        stream, inner = f"S{stage}", f"E{stage}.{block}"
+        if stage == 0:  # depthwise-separable: depthwise on the body's stem, then pointwise
+            return {
+                "conv_dw": [("out", [inner]), none, none, none],
+                "bn1": [("out", [inner])],
+                "conv_pw": conv(stream, [inner]),
+                "bn2": [("out", [stream])],
+            }[layer]
+        reads = f"S{stage - 1}" if block == 0 else stream  # later blocks: x + f(x)
+        return {
+            "conv_pw": conv(inner, [reads]),
+            "bn1": [("out", [inner])],
+            "conv_dw": [("out", [inner]), none, none, none],
+            "bn2": [("out", [inner])],
+            "conv_pwl": conv(stream, [inner]),
+            "bn3": [("out", [stream])],
+        }[layer]
+    if match := re.fullmatch(r"decoder\.(\d+)\.(up|conv\.(\d))\.(\w+)", key):
+        level = int(match[1])
+        below = skips_deep_first[0] if level == 0 else f"D{level - 1}.b"
+        up = f"U{level}"
+        if match[2] == "up":  # a transposed convolution's weight is (in, out, kh, kw)
+            return (
+                [("in", [below]), ("out", [up]), none, none]
+                if match[4] == "weight"
+                else [("out", [up])]
+            )
+        skip = skips_deep_first[level + 1]
+        return double_conv(match[3], [skip, up], f"D{level}.a", f"D{level}.b")
+    if key == "head.weight":
+        return [none, ("in", [f"D{len(skips_deep_first) - 2}.b"]), none, none]
+    return []
+
+
+def grown_to(model: UNet, config: ModelConfig) -> UNet:
+    """``model`` grown into the larger EfficientNet-Lite encoder ``config`` asks for, one step at
+    a time (Lite0 to Lite1 deeper, :func:`deepen`; Lite1 to Lite2 wider, :func:`widen`), when the
+    rest of the U-Net is the same; otherwise ``model`` itself, for the caller to compare configs."""
+    lite = list(LITE_WEIGHTS)  # smallest first
     old, new = model.config.encoder, config.encoder
     if old in lite and new in lite and lite.index(new) > lite.index(old):
         if dataclasses.replace(model.config, encoder=new) == config:
-            return deepen(model, new)
+            for step in lite[lite.index(old) + 1 : lite.index(new) + 1]:
+                same_widths = UNet(dataclasses.replace(model.config, encoder=step)).encoder.channels
+                grow = deepen if same_widths == model.encoder.channels else widen
+                model = grow(model, step)
     return model
 
 
