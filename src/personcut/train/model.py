@@ -270,6 +270,16 @@ class UNet(nn.Module):
         return logits[..., :h, :w]
 
 
+def _larger(model: UNet, encoder: str) -> tuple[UNet, list[int], list[int]]:
+    """A new U-Net of ``model``'s config with ``encoder``, and the blocks per stage of both
+    encoders (empty for one without stages: the classic encoder)."""
+    grown = UNet(dataclasses.replace(model.config, encoder=encoder))
+    old, new = (getattr(m.encoder, "body", None) for m in (model, grown))
+    old_depths = [len(stage) for stage in old.blocks] if old else []
+    new_depths = [len(stage) for stage in new.blocks] if new else []
+    return grown, old_depths, new_depths
+
+
 def deepen(model: UNet, encoder: str) -> UNet:
     """``model`` with a deeper EfficientNet-Lite encoder of the same widths (Lite0 to Lite1:
     3, 3, 4, 4, 5 blocks in the middle stages instead of 2, 2, 3, 3, 4), computing the same
@@ -279,10 +289,7 @@ def deepen(model: UNet, encoder: str) -> UNet:
     network instead of starting again, Chen et al.'s Net2Net, 2016). So a larger encoder starts
     from a trained model rather than from ImageNet, which two CPU cores cannot train back up to
     it."""
-    grown = UNet(dataclasses.replace(model.config, encoder=encoder))
-    old, new = (getattr(m.encoder, "body", None) for m in (model, grown))
-    old_depths = [len(stage) for stage in old.blocks] if old else []
-    new_depths = [len(stage) for stage in new.blocks] if new else []
+    grown, old_depths, new_depths = _larger(model, encoder)
     if (
         not old_depths
         or len(new_depths) != len(old_depths)
@@ -317,10 +324,7 @@ def widen(model: UNet, encoder: str, seed: int = 0) -> UNet:
     get different gradients and learn apart. A residual stage widens the same way in all its
     blocks (their outputs add up), and the decoder levels, as wide as the skips they join, widen
     with them. ``seed`` fixes the copies, so a run and its start widen alike (averaging)."""
-    grown = UNet(dataclasses.replace(model.config, encoder=encoder))
-    old, new = (getattr(m.encoder, "body", None) for m in (model, grown))
-    old_depths = [len(stage) for stage in old.blocks] if old else []
-    new_depths = [len(stage) for stage in new.blocks] if new else []
+    grown, old_depths, new_depths = _larger(model, encoder)
     if (
         not old_depths
         or not model.config.batch_norm  # _wiring knows the DoubleConv with BatchNorm
@@ -332,7 +336,8 @@ def widen(model: UNet, encoder: str, seed: int = 0) -> UNet:
             f"same depth keeps the function (channels {model.encoder.channels} -> "
             f"{grown.encoder.channels}, blocks {old_depths} -> {new_depths})"
         )
-    skips = ["stem"] + [f"S{name.split('.')[1]}" for name in new.feature_info.module_name()]
+    features = grown.encoder.body.feature_info.module_name()  # "blocks.<stage>"
+    skips = ["stem"] + [f"S{name.split('.')[1]}" for name in features]
     source, target = model.state_dict(), grown.state_dict()
     wiring = {key: _wiring(key, skips[::-1]) for key in target}
     # Each space's width before and after, read from the tensors that produce it.
