@@ -29,8 +29,10 @@
 #  22. grow that Lite0 model into a Lite1 one (the same function, `model.encoder:
 #      efficientnet_lite1` in the config): stage 45, 3,000 steps with more hard negatives; stage
 #      46, 4,000 more; ship stage 46's last epoch
-#  23. stage 47: 4,000 more steps of the same recipe from stage 46; ship its last epoch, redraw
-#      the README's pictures
+#  23. stage 47: 4,000 more steps of the same recipe from stage 46; ship its last epoch
+#  24. stage 48: 4,000 more from stage 47, averaged with stage 47; grow that into a Lite2 model
+#      (wider, the same function, `model.encoder: efficientnet_lite2`): stage 50, 4,000 steps;
+#      ship it averaged with its start, redraw the README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -88,5 +90,13 @@ python scripts/ship_model.py runs/default_stage46 --checkpoint last --working-si
 personcut train --config configs/default_stage47.yaml
 python scripts/ship_model.py runs/default_stage47 --checkpoint last --continues-shipped \
   --working-size 320
+personcut train --config configs/default_stage48.yaml
+python scripts/average_models.py runs/default_stage48/last.pt runs/default_stage47/last.pt \
+  -o runs/soups/s49_start.safetensors
+personcut train --config configs/default_stage50.yaml   # grows that average into Lite2
+python scripts/average_models.py runs/default_stage50/last.pt runs/soups/s49_start.safetensors \
+  -o runs/soups/s50_soup.safetensors
+python scripts/ship_model.py runs/default_stage50 --weights runs/soups/s50_soup.safetensors \
+  --stages runs/default_stage48 runs/default_stage50 --continues-shipped --working-size 320
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py

@@ -144,7 +144,7 @@ def test_train_init_starts_from_the_shipped_weights(folder_data, tmp_path):
 
     out = tmp_path / "finetune"
     # The shipped model's encoder, as docs/TRAINING.md's fine-tuning command sets it.
-    sets = [*_one_still_step(folder_data), "--set", "model.encoder=efficientnet_lite1"]
+    sets = [*_one_still_step(folder_data), "--set", "model.encoder=efficientnet_lite2"]
     args = ["train", "--config", "configs/default.yaml", "--init", "shipped", "--out", str(out)]
     assert main(args + sets) == 0
     got = load_file(out / "best.safetensors")
@@ -163,7 +163,7 @@ def test_train_init_starts_from_the_shipped_weights(folder_data, tmp_path):
 
 
 def test_train_init_grows_a_lite0_model_into_a_deeper_encoder(folder_data, tmp_path, capsys):
-    """How the shipped Lite1 was made from the Lite0 stages 31 + 38 (RESULTS, "Stage 45")."""
+    """How the Lite1 shipped before was made from the Lite0 stages 31 + 38 (RESULTS, "Stage 45")."""
     from safetensors.numpy import load_file
 
     lite0 = tmp_path / "lite0"  # a Lite0 U-Net: ImageNet encoder, one still step
@@ -180,7 +180,14 @@ def test_train_init_grows_a_lite0_model_into_a_deeper_encoder(folder_data, tmp_p
     assert all(np.array_equal(got[k], want[k]) for k in convs)
     added = set(got) - set(want)  # Lite1's extra blocks, silent to start
     assert len(added) > 20 and not got["encoder.body.blocks.1.2.bn3.weight"].any()
-    # Widths that differ (Lite2) cannot carry the function over: a clear error, not a bad start.
+    # Lite2 grows too, deeper and then wider (how the shipped Lite2 was made, "Stage 50") ...
     sets[-1] = "model.encoder=efficientnet_lite2"
-    assert main(args[:-1] + [str(tmp_path / "lite2"), *sets]) != 0
-    assert "only a deeper encoder of the same widths" in capsys.readouterr().err
+    assert main(args[:-1] + [str(tmp_path / "lite2"), *sets]) == 0
+    wide = load_file(tmp_path / "lite2" / "best.safetensors")
+    key = "encoder.body.blocks.2.0.conv_pwl.weight"  # writes stage 2: 40 channels, now 48
+    assert wide[key].shape[0] == 48 and np.array_equal(wide[key][:40], want[key])
+    capsys.readouterr()
+    # ... but another U-Net (a wider stem) cannot carry the function over: a clear error.
+    sets += ["--set", "model.width=16"]
+    assert main(args[:-1] + [str(tmp_path / "wide"), *sets]) != 0
+    assert "set model.* to match" in capsys.readouterr().err
