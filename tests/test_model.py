@@ -92,12 +92,8 @@ def test_deepening_lite0_to_lite1_keeps_the_function_and_can_learn():
     from personcut.train.model import deepen
 
     torch.manual_seed(0)
-    small = UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5))
-    for m in small.modules():  # trained-looking BatchNorms, so a skipped zeroing would show
-        if isinstance(m, torch.nn.BatchNorm2d):
-            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
-            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
-    small.eval()
+    # trained-looking BatchNorms, so a skipped zeroing would show
+    small = _trained_looking(UNet(ModelConfig(encoder="efficientnet_lite0", width=4, depth=5)))
     grown = deepen(small, "efficientnet_lite1").eval()
     assert grown.config.encoder == "efficientnet_lite1"
     assert [len(s) for s in grown.encoder.body.blocks] == [1, 3, 3, 4, 4, 5, 1]
