@@ -5,6 +5,11 @@ the same path as bench_remove.py (ONNX Runtime, 1 MP photo, decode -> infer -> r
 best is then a question for training (see MODEL_CARD.md).
 
     python benchmarks/bench_width.py --widths 8 12 16 --working-sizes 256 320
+    python benchmarks/bench_width.py --encoder efficientnet_lite2 --widths 8 --depths 5 \
+        --working-sizes 320 --decoders skips 240,96,48,16,8 --grow personcut  # wider levels
+
+``--grow MODEL`` times a trained model grown into each shape (``model.grown_to``) instead of an
+untrained one: untrained weights run slower (the shipped Lite2 untrained: about 1.5x).
 """
 
 from __future__ import annotations
@@ -19,16 +24,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def export_untrained(width: int, depth: int, working_size: int, out: Path) -> tuple[Path, dict]:
-    """An untrained model as ONNX with the JSON the Segmenter reads; returns both."""
+def export_untrained(
+    width: int,
+    depth: int,
+    working_size: int,
+    out: Path,
+    encoder: str = "classic",
+    decoder: tuple[int, ...] | None = None,
+    grow: str | None = None,
+) -> tuple[Path, dict]:
+    """An untrained model (or the trained ``grow`` grown into that shape) as ONNX with the JSON
+    the Segmenter reads; returns both."""
     from personcut.train.config import Config, ModelConfig
     from personcut.train.export import describe, export_onnx
     from personcut.train.model import UNet
 
-    config = Config(model=ModelConfig(width=width, depth=depth))
+    model_config = ModelConfig(width=width, depth=depth, encoder=encoder, decoder=decoder)
+    config = Config(model=model_config)
     config.data.eval_size = working_size
     model = UNet(config.model)
-    path = out / f"w{width}_d{depth}_s{working_size}.onnx"
+    if grow:
+        from personcut.train.checkpoint import load_model
+        from personcut.train.model import grown_to
+        from personcut.weights import resolve_model
+
+        model = grown_to(load_model(resolve_model(grow, suffix=".safetensors"))[0], model_config)
+        if model.config != model_config:
+            raise SystemExit(f"{grow} ({model.config}) cannot grow into {model_config}")
+        model.eval()
+    name = "skips" if decoder is None else "-".join(map(str, decoder))
+    path = out / f"{encoder}_w{width}_d{depth}_s{working_size}_{name}.onnx"
     export_onnx(model, path)
     info = describe(model, config)
     path.with_suffix(".json").write_text(json.dumps(info))
@@ -40,6 +65,14 @@ def main() -> None:
     p.add_argument("--widths", nargs="+", type=int, default=[8, 12, 16])
     p.add_argument("--depths", nargs="+", type=int, default=[4])
     p.add_argument("--working-sizes", nargs="+", type=int, default=[256])
+    p.add_argument("--encoder", default="classic")
+    p.add_argument("--grow", help="a trained model (path or name) grown into each shape")
+    p.add_argument(
+        "--decoders",
+        nargs="+",
+        default=["skips"],
+        help="decoder level widths, deepest first, comma-separated; 'skips': as wide as the skips",
+    )
     p.add_argument("--megapixels", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--format", default="PNG", type=str.upper)
@@ -51,47 +84,61 @@ def main() -> None:
 
     rows = []
     print(
-        "| width | depth | working size | parameters | GFLOP at 256x256 | median ms | "
-        "of which encode ms | without encode ms |\n" + "| --- " * 8 + "|"
+        "| encoder | width | depth | decoder | working size | parameters | GFLOP at 256x256 | "
+        "median ms | of which encode ms | without encode ms |\n" + "| --- " * 10 + "|"
     )
+    decoders = [None if d == "skips" else tuple(map(int, d.split(","))) for d in args.decoders]
     with tempfile.TemporaryDirectory() as tmp:
         for depth in args.depths:
             for width in args.widths:
-                for size in args.working_sizes:
-                    model, info = export_untrained(width, depth, size, Path(tmp))
-                    cmd = [
-                        sys.executable,
-                        str(ROOT / "benchmarks" / "bench_remove.py"),
-                        "--one",
-                        "--model",
-                        str(model),
-                        "--sizes",
-                        str(args.megapixels),
-                        "--repeats",
-                        str(args.repeats),
-                        "--formats",
-                        args.format,
-                    ]
-                    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                    r = json.loads(result.stdout.strip().splitlines()[-1])
-                    mc = ModelConfig(width=width, depth=depth)
-                    r.update(
-                        width=width,
-                        depth=depth,
-                        parameters=info["parameters"],
-                        gflop_256=flops_per_image(mc, 256, 256) / 1e9,
-                    )
-                    rows.append(r)
-                    print(
-                        f"| {width} | {depth} | {size} | {r['parameters']:,} | "
-                        f"{r['gflop_256']:.2f} | {r['median_ms']:.0f} | "
-                        f"{r['encode_median_ms']:.0f} | "
-                        f"{r['median_ms'] - r['encode_median_ms']:.0f} |",
-                        flush=True,
-                    )
+                for decoder in decoders:
+                    for size in args.working_sizes:
+                        model, info = export_untrained(
+                            width, depth, size, Path(tmp), args.encoder, decoder, args.grow
+                        )
+                        r = _time(model, args)
+                        mc = ModelConfig(width=width, depth=depth, encoder=args.encoder)
+                        classic = args.encoder == "classic" and decoder is None
+                        r.update(
+                            encoder=args.encoder,
+                            width=width,
+                            depth=depth,
+                            decoder=list(decoder) if decoder else "skips",
+                            working_size=size,
+                            parameters=info["parameters"],
+                            gflop_256=flops_per_image(mc, 256, 256) / 1e9 if classic else None,
+                        )
+                        rows.append(r)
+                        gflop = f"{r['gflop_256']:.2f}" if classic else "-"
+                        print(
+                            f"| {args.encoder} | {width} | {depth} | {r['decoder']} | {size} | "
+                            f"{r['parameters']:,} | {gflop} | {r['median_ms']:.0f} | "
+                            f"{r['encode_median_ms']:.0f} | "
+                            f"{r['median_ms'] - r['encode_median_ms']:.0f} |",
+                            flush=True,
+                        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def _time(model: Path, args: argparse.Namespace) -> dict:
+    """bench_remove.py's one-model timing in a fresh process (its own ONNX Runtime threads)."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_remove.py"),
+        "--one",
+        "--model",
+        str(model),
+        "--sizes",
+        str(args.megapixels),
+        "--repeats",
+        str(args.repeats),
+        "--formats",
+        args.format,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

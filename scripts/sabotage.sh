@@ -40,6 +40,8 @@ SABOTAGES=(
   "widened readers not split|edit src/personcut/train/model.py '(index, share / torch.zeros(n_old).index_add_(0, index, share)[index])' '(index, share)'|tests/test_model.py -k widening"
   "widened copies split evenly|edit src/personcut/train/model.py 'else torch.rand(n_new, generator=generator) + 0.5' 'else torch.ones(n_new)'|tests/test_model.py -k widening"
   "skip and level below not offset|edit src/personcut/train/model.py 'copies[s][0] + o for s, o in' 'copies[s][0] + 0 * o for s, o in'|tests/test_model.py -k widening"
+  "model.decoder ignored|edit src/personcut/train/model.py 'list(self.config.decoder or skips)' 'list(skips)'|tests/test_model.py -k decoder"
+  "decoder not grown from a trained model|edit src/personcut/train/model.py '    if config.decoder is not None and model.config.decoder != config.decoder:' '    if False:'|tests/test_model.py -k decoder"
   "a killed worker's temp kept|edit src/personcut/batch.py '            remove_leftovers(outputs)' '            pass'|tests/test_batch.py -k killed_mid_write"
   "ignore/ pixels scored|edit src/personcut/scoring.py 'valid = target != IGNORE' 'valid = target == target'|tests/test_scoring.py"
   "guided filter skipped|edit src/personcut/refine.py '    if guided:' '    if False:'|tests/test_pixels.py tests/test_inference.py"

@@ -274,6 +274,10 @@ def test_config_value_of_the_wrong_type_is_named():
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert cfg.data.train == ["2024"]  # YAML's number for a folder name, as a one-item list
     assert cfg.model.mean == (0.0, 0.5, 1.0)
+    with pytest.raises(ConfigError, match="model.decoder must be a list of integers"):
+        load_config(None, ["model.decoder=[64, wide]"])
+    cfg = load_config(None, ["model.decoder=[64, 32, 16, 8]"])
+    assert cfg.model.decoder == (64, 32, 16, 8)
 
 
 @pytest.mark.parametrize(
@@ -454,7 +458,8 @@ def test_a_widened_run_averages_with_its_narrower_start(tmp_path):
 
     torch.manual_seed(0)
     start = UNet(ModelConfig(encoder="efficientnet_lite1", width=4, depth=5)).eval()
-    grown = widen(start, "efficientnet_lite2")
+    # the encoder and the decoder's deep levels widened at once, the decoder's widths saved
+    grown = widen(start, "efficientnet_lite2", decoder=(240, 96, 24, 16, 4))
     moved = grown.encoder.body.blocks[2][0].conv_pwl.weight
     with torch.no_grad():  # "training" moved one weight of an added channel
         moved[44, 0] += 1.0
@@ -462,6 +467,7 @@ def test_a_widened_run_averages_with_its_narrower_start(tmp_path):
     save_safetensors(grown, tmp_path / "grown.safetensors")
     mean, _ = average_models([tmp_path / "grown.safetensors", tmp_path / "start.safetensors"])
     assert mean.config.encoder == "efficientnet_lite2"
+    assert mean.config.decoder == (240, 96, 24, 16, 4)
     # the start counts as its widened self, the same copies: only the moved weight differs
     averaged = mean.encoder.body.blocks[2][0].conv_pwl.weight
     assert torch.allclose(averaged[44, 0], moved[44, 0] - 0.5)

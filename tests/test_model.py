@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from personcut.train.config import ModelConfig
+from personcut.train.config import ConfigError, ModelConfig
 from personcut.train.model import UNet, count_parameters
 
 
@@ -173,6 +173,58 @@ def test_lite0_grows_into_lite2_in_two_steps():
         assert torch.allclose(grown(x), small(x), atol=1e-5)
     # another width of the stem is another U-Net, not a larger encoder: left for the caller
     assert grown_to(small, ModelConfig(encoder="efficientnet_lite2", width=8, depth=5)) is small
+
+
+def test_widening_the_decoder_keeps_the_function_level_by_level():
+    pytest.importorskip("timm")
+    from personcut.train.model import grown_to, widen
+
+    torch.manual_seed(0)
+    small = _trained_looking(UNet(ModelConfig(encoder="efficientnet_lite2", width=4, depth=5)))
+    assert small.decoder_widths == [120, 48, 24, 16, 4]
+    wide = (240, 96, 24, 16, 6)  # two deep levels doubled, the full-resolution one too
+    grown = widen(small, decoder=wide).eval()
+    assert grown.config.decoder == wide and grown.decoder_widths == list(wide)
+    assert [u.up.out_channels for u in grown.decoder] == list(wide)
+    assert grown.encoder.channels == small.encoder.channels
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), small(x), atol=1e-5)
+        # each level's first channels are the narrow level's, whatever the copies hold
+        skips_old, skips_new = small.encoder(x), grown.encoder(x)
+        a, b = skips_old.pop(), skips_new.pop()
+        for old_up, new_up in zip(small.decoder, grown.decoder, strict=True):
+            a, b = old_up(a, skips_old.pop()), new_up(b, skips_new.pop())
+            assert a.std() > 0.05
+            assert torch.allclose(b[:, : a.shape[1]], a, atol=1e-4)
+    # the copies of a widened level learn apart, as the encoder's do
+    producer = grown.decoder[1].conv[3]  # writes level 1's 96 channels
+    rows = producer.weight.detach().flatten(1)
+    original = [int((rows[:48] == rows[j]).all(1).nonzero()[0]) for j in range(48, 96)]
+    grown.train()
+    grown(x).square().mean().backward()
+    grad = producer.weight.grad.flatten(1)
+    assert all(
+        not torch.allclose(grad[j], grad[c], rtol=1e-3, atol=0)
+        for j, c in zip(range(48, 96), original, strict=True)
+    )
+    with pytest.raises(ValueError, match="at least as wide"):
+        widen(small, decoder=(240, 40, 24, 16, 4))
+    # Lite1 grows into Lite2 with a wide decoder in one call, as `train --init` does
+    lite1 = _trained_looking(UNet(ModelConfig(encoder="efficientnet_lite1", width=4, depth=5)))
+    config = ModelConfig(encoder="efficientnet_lite2", width=4, depth=5, decoder=wide)
+    both = grown_to(lite1, config).eval()
+    assert both.config == config
+    with torch.no_grad():
+        assert torch.allclose(both(x), lite1(x), atol=1e-5)
+
+
+def test_model_decoder_widths_are_checked():
+    with pytest.raises(ConfigError, match="5 widths"):
+        ModelConfig(encoder="efficientnet_lite2", width=4, depth=5, decoder=[64, 32])
+    assert ModelConfig(width=4, depth=2, decoder=[16, 8]).decoder == (16, 8)  # YAML's lists
+    classic = UNet(ModelConfig(width=4, depth=2, decoder=[16, 8])).eval()
+    assert classic(torch.rand(1, 3, 20, 28)).shape == (1, 1, 20, 28)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2])

@@ -49,6 +49,10 @@ class ModelConfig:
     """Per-channel mean subtracted inside the model, so callers feed RGB in [0, 1]; None: the
     encoder's own (ImageNet statistics for classic, 0.5 for efficientnet_lite*)."""
     std: tuple[float, float, float] | None = None
+    decoder: tuple[int, ...] | None = None
+    """Channels of each decoder level, deepest first (``depth`` of them, the last at full
+    resolution, read by the head); None: each level as wide as the skip it joins. A trained model
+    grows into wider levels keeping its function (``model.widen``)."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -69,6 +73,13 @@ class ModelConfig:
         self.std = std if self.std is None else self.std
         self.mean = tuple(float(v) for v in self.mean)  # YAML gives lists
         self.std = tuple(float(v) for v in self.std)
+        if self.decoder is not None:
+            self.decoder = tuple(int(v) for v in self.decoder)  # YAML and JSON give lists
+            if len(self.decoder) != self.depth or min(self.decoder) < 1:
+                raise ConfigError(
+                    f"model.decoder needs {self.depth} widths >= 1 (one per level, deepest "
+                    f"first), got {list(self.decoder)}"
+                )
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
             raise ConfigError("model.mean and model.std need one value per input channel")
 
@@ -295,6 +306,11 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
     if kind.startswith("tuple[float") and isinstance(value, (list, tuple)):
         if len(value) == kind.count("float") and all(number(v) for v in value):
             return tuple(float(v) for v in value)
+    if kind == "tuple[int, ...] | None" and value is None:
+        return None
+    if kind == "tuple[int, ...] | None" and isinstance(value, (list, tuple)):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
     wanted = {
         "int": "an integer",
         "float": "a number",
@@ -302,6 +318,7 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         "str": "a string",
         "str | None": "a string or null",
         "list[str]": "a list of paths, e.g. [a, b]",
+        "tuple[int, ...] | None": "a list of integers, e.g. [240, 96, 24, 16, 8], or null",
     }.get(kind, kind)
     raise ConfigError(f"{where} must be {wanted}, got {value!r}")
 

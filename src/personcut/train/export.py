@@ -97,6 +97,7 @@ def describe(model: UNet, config: Config, extra: dict[str, Any] | None = None) -
         "encoder": config.model.encoder,
         "width": config.model.width,
         "depth": config.model.depth,
+        "decoder": model.decoder_widths,  # channels of each level, deepest first
         "batch_norm": config.model.batch_norm,
         "parameters": count_parameters(model),
         "input": "RGB float32 in [0, 1], NCHW; normalisation is inside the model",

@@ -237,12 +237,15 @@ class UNet(nn.Module):
                 f"encoder {self.config.encoder} has {len(channels) - 1} levels, "
                 f"model.depth says {self.config.depth}"
             )
-        # Each decoder level ends with as many channels as the skip it joins.
-        deep_first = channels[::-1]
+        # Each decoder level ends with as many channels as the skip it joins, unless
+        # model.decoder widens them.
+        skips = channels[::-1][1:]
+        self.decoder_widths = list(self.config.decoder or skips)
+        ins = [channels[-1], *self.decoder_widths[:-1]]
         self.decoder = nn.ModuleList(
-            Up(a, b, b, bn) for a, b in zip(deep_first, deep_first[1:], strict=False)
+            Up(a, s, b, bn) for a, s, b in zip(ins, skips, self.decoder_widths, strict=True)
         )
-        self.head = nn.Conv2d(channels[0], 1, kernel_size=1)
+        self.head = nn.Conv2d(self.decoder_widths[-1], 1, kernel_size=1)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> UNet:
@@ -270,10 +273,14 @@ class UNet(nn.Module):
         return logits[..., :h, :w]
 
 
-def _larger(model: UNet, encoder: str) -> tuple[UNet, list[int], list[int]]:
-    """A new U-Net of ``model``'s config with ``encoder``, and the blocks per stage of both
-    encoders (empty for one without stages: the classic encoder)."""
-    grown = UNet(dataclasses.replace(model.config, encoder=encoder))
+def _larger(
+    model: UNet, encoder: str, decoder: tuple[int, ...] | None = None
+) -> tuple[UNet, list[int], list[int]]:
+    """A new U-Net of ``model``'s config with ``encoder`` (and ``decoder``'s level widths where
+    given), and the blocks per stage of both encoders (empty for one without stages: the classic
+    encoder)."""
+    config = model.config
+    grown = UNet(dataclasses.replace(config, encoder=encoder, decoder=decoder or config.decoder))
     old, new = (getattr(m.encoder, "body", None) for m in (model, grown))
     old_depths = [len(stage) for stage in old.blocks] if old else []
     new_depths = [len(stage) for stage in new.blocks] if new else []
@@ -315,26 +322,35 @@ def deepen(model: UNet, encoder: str) -> UNet:
     return grown
 
 
-def widen(model: UNet, encoder: str, seed: int = 0) -> UNet:
+def widen(
+    model: UNet, encoder: str | None = None, decoder: tuple[int, ...] | None = None, seed: int = 0
+) -> UNet:
     """``model`` with a wider EfficientNet-Lite encoder of the same depth (Lite1 to Lite2: stages
-    of 48, 88, 120, 208, 352 channels instead of 40, 80, 112, 192, 320), computing the same
+    of 48, 88, 120, 208, 352 channels instead of 40, 80, 112, 192, 320) and/or wider decoder
+    levels (``decoder``, as ``model.decoder``; None keeps the model's), computing the same
     function: Net2Net's widening (Chen et al., 2016). Each added channel is a copy of a channel of
     its layer (the weights into it, its BatchNorm), and every layer that reads the channel shares
     its weights for it among the copies, in random proportions that sum to one, so the copies
     get different gradients and learn apart. A residual stage widens the same way in all its
-    blocks (their outputs add up), and the decoder levels, as wide as the skips they join, widen
-    with them. ``seed`` fixes the copies, so a run and its start widen alike (averaging)."""
-    grown, old_depths, new_depths = _larger(model, encoder)
+    blocks (their outputs add up), and decoder levels as wide as the skips they join widen with
+    them. ``seed`` fixes the copies, so a run and its start widen alike (averaging)."""
+    encoder = encoder or model.config.encoder
+    grown, old_depths, new_depths = _larger(model, encoder, decoder)
+    pairs = [
+        *zip(grown.encoder.channels, model.encoder.channels, strict=True),
+        *zip(grown.decoder_widths, model.decoder_widths, strict=True),
+    ]
     if (
         not old_depths
         or not model.config.batch_norm  # _wiring knows the DoubleConv with BatchNorm
         or new_depths != old_depths
-        or any(n < o for n, o in zip(grown.encoder.channels, model.encoder.channels, strict=True))
+        or any(n < o for n, o in pairs)
     ):
         raise ValueError(
             f"cannot widen {model.config.encoder} into {encoder}: only a wider encoder of the "
-            f"same depth keeps the function (channels {model.encoder.channels} -> "
-            f"{grown.encoder.channels}, blocks {old_depths} -> {new_depths})"
+            f"same depth and decoder levels at least as wide keep the function (channels "
+            f"{model.encoder.channels} -> {grown.encoder.channels}, blocks {old_depths} -> "
+            f"{new_depths}, decoder {model.decoder_widths} -> {grown.decoder_widths})"
         )
     features = grown.encoder.body.feature_info.module_name()  # "blocks.<stage>"
     skips = ["stem"] + [f"S{name.split('.')[1]}" for name in features]
@@ -437,17 +453,20 @@ def _wiring(key: str, skips_deep_first: list[str]) -> list[tuple[str | None, lis
 
 
 def grown_to(model: UNet, config: ModelConfig) -> UNet:
-    """``model`` grown into the larger EfficientNet-Lite encoder ``config`` asks for, one step at
-    a time (Lite0 to Lite1 deeper, :func:`deepen`; Lite1 to Lite2 wider, :func:`widen`), when the
-    rest of the U-Net is the same; otherwise ``model`` itself, for the caller to compare configs."""
+    """``model`` grown into the larger EfficientNet-Lite encoder and the wider decoder levels
+    ``config`` asks for, one step at a time (Lite0 to Lite1 deeper, :func:`deepen`; Lite1 to
+    Lite2 wider, :func:`widen`; then the decoder, :func:`widen`), when the rest of the U-Net is the
+    same; otherwise ``model`` itself, for the caller to compare configs."""
     lite = list(LITE_WEIGHTS)  # smallest first
     old, new = model.config.encoder, config.encoder
-    if old in lite and new in lite and lite.index(new) > lite.index(old):
-        if dataclasses.replace(model.config, encoder=new) == config:
-            for step in lite[lite.index(old) + 1 : lite.index(new) + 1]:
-                same_widths = UNet(dataclasses.replace(model.config, encoder=step)).encoder.channels
-                grow = deepen if same_widths == model.encoder.channels else widen
-                model = grow(model, step)
+    same_rest = dataclasses.replace(model.config, encoder=new, decoder=config.decoder) == config
+    if old not in lite or new not in lite or lite.index(new) < lite.index(old) or not same_rest:
+        return model
+    for step in lite[lite.index(old) + 1 : lite.index(new) + 1]:
+        same_widths = UNet(dataclasses.replace(model.config, encoder=step)).encoder.channels
+        model = (deepen if same_widths == model.encoder.channels else widen)(model, step)
+    if config.decoder is not None and model.config.decoder != config.decoder:
+        model = widen(model, decoder=config.decoder)
     return model
 
 
