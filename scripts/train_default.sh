@@ -32,7 +32,9 @@
 #  23. stage 47: 4,000 more steps of the same recipe from stage 46; ship its last epoch
 #  24. stage 48: 4,000 more from stage 47, averaged with stage 47; grow that into a Lite2 model
 #      (wider, the same function, `model.encoder: efficientnet_lite2`): stage 50, 4,000 steps;
-#      ship it averaged with its start, redraw the README's pictures
+#      ship it averaged with its start
+#  25. stage 51: 4,000 more steps from stage 50; ship it averaged with its start, redraw the
+#      README's pictures
 # On a CPU the training can go in slices: add `--stop-after N`, later `--resume runs/default/last.pt`.
 # The classic U-Net shipped beside it (`--model classic`) comes from scripts/train_classic.sh.
 # Usage: bash scripts/train_default.sh   (from a dev install: bash scripts/test.sh sets one up)
@@ -98,5 +100,10 @@ python scripts/average_models.py runs/default_stage50/last.pt runs/soups/s49_sta
   -o runs/soups/s50_soup.safetensors
 python scripts/ship_model.py runs/default_stage50 --weights runs/soups/s50_soup.safetensors \
   --stages runs/default_stage48 runs/default_stage50 --continues-shipped --working-size 320
+personcut train --config configs/default_stage51.yaml
+python scripts/average_models.py runs/default_stage51/last.pt runs/soups/s50_soup.safetensors \
+  -o runs/soups/s51_soup.safetensors
+python scripts/ship_model.py runs/default_stage51 --weights runs/soups/s51_soup.safetensors \
+  --stages runs/default_stage51 --continues-shipped --working-size 320
 python scripts/make_examples.py
 python scripts/make_edge_sheet.py

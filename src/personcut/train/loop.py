@@ -335,10 +335,15 @@ def _initial_model(config: Config, runtime: Runtime, resume: str | Path | None) 
     if config.train.init and not resume:
         init = resolve_model(config.train.init, suffix=".safetensors")
         loaded, _ = load_model(init)
-        # A larger Lite encoder grows from the trained model (model.deepen, model.widen).
+        # A larger Lite encoder or wider decoder levels grow from the trained model
+        # (model.deepen, model.widen).
         source = grown_to(loaded, config.model)
         if source is not loaded:
-            log.info("encoder grown to %s, computing the same function", config.model.encoder)
+            log.info(
+                "grown to %s, decoder levels %s, computing the same function",
+                config.model.encoder,
+                source.decoder_widths,
+            )
         if source.config != config.model:
             raise ValueError(
                 f"train.init {init} has model {source.config}, the config asks for "
