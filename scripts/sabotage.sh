@@ -64,6 +64,7 @@ SABOTAGES=(
   "boundary tolerance fixed|edit src/personcut/scoring.py '            tol = max(1, round(0.0075 * np.hypot(*target.shape)))' '            tol = 1'|tests/test_scoring.py tests/test_commands.py"
   "alpha MAE on ignored pixels|edit src/personcut/scoring.py 'float(np.abs(prob[valid] - truth[valid]).mean())' 'float(np.abs(prob - truth).mean())'|tests/test_scoring.py tests/test_commands.py"
   "pasted unsure pixels made background|edit src/personcut/train/data/transforms.py '        label[(ignore > 0) & (label == 0)] = IGNORE' '        pass'|tests/test_data.py"
+  "training left stopped after timing|edit benchmarks/measure_shipped.py '        os.killpg(group, signal.SIGCONT)' '        pass'|tests/test_benchmarks.py -k measuring"
 )
 
 cat > "$SCRATCH/break.py" <<'PY'

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +287,33 @@ def test_worst_against_a_rival_orders_by_its_lead_within_a_source():
     assert worst(results, "rival", 1)[0] == ("d", 0.1, 0.9)
     with pytest.raises(KeyError, match="no 'rembg'"):
         worst(results, "rembg", 1)
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_measuring_pauses_the_training_and_always_lets_it_go_on():
+    """measure_shipped's timings stop a training run's whole process group (its data workers
+    too) and must continue it afterwards, also when a timing fails: a run left stopped would
+    silently lose the rest of a session."""
+    import subprocess
+    import sys
+    import time
+
+    measure = load("measure_shipped")
+    script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    run = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        time.sleep(0.5)
+        worker = int(subprocess.check_output(["pgrep", "-P", str(run.pid)]).split()[0])
+        with pytest.raises(RuntimeError), measure.paused(run.pid):
+            time.sleep(0.2)
+            assert _state(run.pid) == "T" and _state(worker) == "T"
+            raise RuntimeError("a timing failed")
+        time.sleep(0.2)
+        assert _state(run.pid) != "T" and _state(worker) != "T"
+    finally:
+        os.killpg(run.pid, 9)
+        run.wait()
