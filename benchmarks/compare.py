@@ -155,7 +155,7 @@ def main() -> int:
     results, skipped = {}, {}
     if args.reuse and (args.out / "compare.json").is_file():
         earlier = json.loads((args.out / "compare.json").read_text())
-        if earlier["data"] != str(args.data) or args.limit:
+        if Path(earlier["data"]).resolve() != Path(args.data).resolve() or args.limit:
             raise SystemExit("--reuse needs the same --data as the earlier run, without --limit")
         for tool, r in earlier["results"].items():
             if tool not in args.tools:

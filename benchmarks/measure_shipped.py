@@ -116,6 +116,7 @@ def main() -> int:
     if not args.before.is_file():
         p.error(f"--before {args.before}: no such file")
     py, name, log = sys.executable, args.name, ROOT / "runs" / f"measure_{args.name}.log"
+    data = os.path.relpath(args.data, ROOT)  # as the results record it: no machine paths
     log.parent.mkdir(parents=True, exist_ok=True)
 
     with paused(args.pause):
@@ -145,7 +146,7 @@ def main() -> int:
                 py,
                 str(HERE / "compare.py"),
                 "--data",
-                str(args.data),
+                data,
                 "--tools",
                 "personcut",
                 "personcut-classic",
@@ -167,7 +168,7 @@ def main() -> int:
                 "--quality",
                 quality,
                 "--data",
-                str(args.data),
+                data,
             ],
             log,
         )
