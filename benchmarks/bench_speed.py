@@ -2,6 +2,7 @@
 
     python benchmarks/bench_speed.py                  # 0.3 / 1 / 12 MP, folders of 20 and 100
     python benchmarks/bench_speed.py --no-rembg       # without the rival (no venv to build)
+    python benchmarks/bench_speed.py --no-rembg --model runs/judge/s52.onnx   # a candidate
 
 1. One photo: personcut end to end (JPEG bytes in, PNG cutout bytes out, the path of
    `personcut remove`) against Pillow alone decoding the same JPEG and saving it as PNG with its
@@ -89,7 +90,7 @@ def one_photo(megapixels: float, repeats: int, segmenter) -> dict:
     }
 
 
-def folder(tmp: Path, n: int, rembg: bool) -> dict:
+def folder(tmp: Path, n: int, rembg: bool, model: str) -> dict:
     photos = tmp / "photos"
     photos.mkdir()  # a fresh temporary folder per call
     jpegs = [jpeg_of(1.0, source) for source in PHOTOS]  # made once, written n times
@@ -107,6 +108,8 @@ def folder(tmp: Path, n: int, rembg: bool) -> dict:
         "-o",
         str(tmp / "ours"),
         "-q",
+        "--model",
+        model,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     result["personcut_photos_per_s"] = round(n / float(out[0]), 2)
@@ -187,12 +190,13 @@ def main() -> int:
         "--photos", type=int, nargs="*", default=[20, 100], help="folder sizes (none: skip)"
     )
     p.add_argument("--no-rembg", action="store_true")
+    p.add_argument("--model", default="personcut", help="an .onnx file; default: the shipped one")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
 
     from personcut import Segmenter
 
-    seg = Segmenter(device="cpu")
+    seg = Segmenter(args.model, device="cpu")
     rows = []
     for mp in args.sizes:
         rows.append(one_photo(mp, max(3, args.repeats // 3) if mp > 4 else args.repeats, seg))
@@ -200,7 +204,7 @@ def main() -> int:
     folders = []
     for n in args.photos:
         with tempfile.TemporaryDirectory() as tmp:
-            folders.append(folder(Path(tmp), n, not args.no_rembg))
+            folders.append(folder(Path(tmp), n, not args.no_rembg, args.model))
         print(folders[-1], flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.out.mkdir(parents=True, exist_ok=True)
