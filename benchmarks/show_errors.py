@@ -9,6 +9,7 @@ wrongly in blue (against the photo's mask, thresholded at 0.5 as the scores are)
 ``--worst N --against TOOL`` picks the photos itself: the N where TOOL's boundary F (or
 ``--by iou``) beats personcut's by most in benchmarks/results/compare.json (per image, written
 by benchmarks/compare.py), optionally of one ``--source``; it prints them with both figures.
+Each photo's person IoU under each model is printed as well as drawn.
 
 A model is the shipped name or an ONNX file (benchmarks/judge.py writes one per model it judges:
 runs/judge/NAME.onnx). Each is run as ``personcut remove`` runs it, in the default quality mode.
@@ -99,6 +100,7 @@ def main() -> int:
             alpha = np.asarray(seg.predict_mask(photo))
             said = alpha > 0.5
             iou = (said & truth).sum() / max(1, (said | truth).sum())
+            print(f"{stem} {name}: IoU {iou:.3f}")
             ax = axes[i, j]
             ax.imshow(error_picture(photo, alpha, truth))
             ax.set_title(f"{name}: {stem}\nIoU {iou:.3f}", fontsize=8)
