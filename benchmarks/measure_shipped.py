@@ -75,27 +75,9 @@ def latency(name: str, before: Path, before_name: str, log: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for model, which, quality in runs:
             out = Path(tmp) / "rows.json"
-            step(
-                [
-                    sys.executable,
-                    str(HERE / "bench_remove.py"),
-                    "--model",
-                    str(model),
-                    "--runtimes",
-                    "onnx",
-                    "--sizes",
-                    "1.0",
-                    "--repeats",
-                    "15",
-                    "--formats",
-                    "PNG",
-                    "--quality",
-                    quality,
-                    "--out",
-                    str(out),
-                ],
-                log,
-            )
+            flags = "--runtimes onnx --sizes 1.0 --repeats 15 --formats PNG --quality".split()
+            bench = [sys.executable, str(HERE / "bench_remove.py"), "--model", str(model)]
+            step([*bench, *flags, quality, "--out", str(out)], log)
             rows += [{**row, "which": which} for row in json.loads(out.read_text())["rows"]]
     note = (
         f"alternated, training paused (SIGSTOP): python benchmarks/bench_remove.py [--model "
@@ -123,55 +105,16 @@ def main() -> int:
         result = latency(name, args.before, args.before_name, log)
         (RESULTS / f"remove_latency_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
         with tempfile.TemporaryDirectory() as tmp:
-            step(
-                [
-                    py,
-                    str(HERE / "bench_speed.py"),
-                    "--no-rembg",
-                    "--sizes",
-                    "1.0",
-                    "--repeats",
-                    "5",
-                    "--photos",
-                    "100",
-                    "--out",
-                    tmp,
-                ],
-                log,
-            )
+            flags = "--no-rembg --sizes 1.0 --repeats 5 --photos 100 --out".split()
+            step([py, str(HERE / "bench_speed.py"), *flags, tmp], log)
             (RESULTS / f"speed_{name}.json").write_text((Path(tmp) / "speed.json").read_text())
         # its table has a time column too
-        step(
-            [
-                py,
-                str(HERE / "compare.py"),
-                "--data",
-                data,
-                "--tools",
-                "personcut",
-                "personcut-classic",
-                "--reuse",
-            ],
-            log,
-        )
+        tools = "--tools personcut personcut-classic --reuse".split()
+        step([py, str(HERE / "compare.py"), "--data", data, *tools], log)
 
     for quality in ("fast", "best"):
-        scores = step(
-            [
-                py,
-                "-m",
-                "personcut",
-                "evaluate",
-                "--model",
-                "personcut",
-                "--edges",
-                "--quality",
-                quality,
-                "--data",
-                data,
-            ],
-            log,
-        )
+        evaluate = "-m personcut evaluate --model personcut --edges --quality".split()
+        scores = step([py, *evaluate, quality, "--data", data], log)
         (RESULTS / f"evaluate_{name}_{quality}.json").write_text(scores)
     step([py, str(HERE / "bench_halo.py"), "--out", str(RESULTS / f"halo_{name}.json")], log)
     step([py, str(ROOT / "scripts" / "make_examples.py")], log)
