@@ -72,19 +72,19 @@ def probabilities(seg, items, desc: str) -> list[tuple[str, np.ndarray, np.ndarr
 
 
 def score(photos, rule) -> dict:
+    """False people on person-free photos; else pooled person IoU (by source when several)."""
+    from personcut.scoring import Scores, source_of
+
     if photos[0][2] is None:  # person-free photos
         shares = np.array([kept(p, *rule).mean() for _, p, _ in photos])
         return {"false_people": int((shares > 0.01).sum()), "mean_share": float(shares.mean())}
-    counts: dict[str, list[int]] = {}
+    scores = Scores()
     for name, prob, truth in photos:
-        m, valid, person = kept(prob, *rule), truth != 255, truth == 1
-        c = counts.setdefault(name.split("-")[0] if "-" in name else "all", [0, 0])
-        c[0] += int((m & person & valid).sum())
-        c[1] += int(((m | person) & valid).sum())
-    inter, union = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
-    out = {"person_iou": inter / union}
-    if len(counts) > 1:
-        out["by_source"] = {s: c[0] / c[1] for s, c in sorted(counts.items())}
+        scores.add(kept(prob, *rule).astype(np.float32), truth, source_of(name, "all"))
+    result = scores.result()
+    out = {"person_iou": result["person_iou"]}
+    if "by_source" in result:
+        out["by_source"] = {s: row["person_iou"] for s, row in result["by_source"].items()}
     return out
 
 
