@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from personcut.scoring import MaskFolder, Scores, source_of
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 sys.path.insert(0, str(HERE))
@@ -73,8 +75,6 @@ def probabilities(seg, items, desc: str) -> list[tuple[str, np.ndarray, np.ndarr
 
 def score(photos, rule) -> dict:
     """False people on person-free photos; else pooled person IoU (by source when several)."""
-    from personcut.scoring import Scores, source_of
-
     if photos[0][2] is None:  # person-free photos
         shares = np.array([kept(p, *rule).mean() for _, p, _ in photos])
         return {"false_people": int((shares > 0.01).sum()), "mean_share": float(shares.mean())}
@@ -95,7 +95,6 @@ def main() -> int:
     args = p.parse_args()
     from false_people import held_out
 
-    from personcut.scoring import MaskFolder
     from personcut.segmenter import Segmenter
     from personcut.train.data.coco import CocoPersonDataset
 
