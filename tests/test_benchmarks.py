@@ -274,6 +274,22 @@ def test_error_picture_colours_what_was_missed_and_what_was_wrong(photo):
     np.testing.assert_array_equal(out[:5], rgb[:5])
 
 
+def test_label_audit_leaves_out_unsure_pixels_and_scores_an_empty_agreement_as_one():
+    from personcut.scoring import IGNORE
+
+    disagreement = load("audit_labels").disagreement
+    mask = np.zeros((10, 10), np.uint8)
+    mask[:, :5] = 1
+    alpha = np.zeros((10, 10), np.float32)
+    alpha[:, :4] = 1.0  # one column of the person missed: 10 of 100 pixels wrong
+    assert disagreement(alpha, mask) == pytest.approx((0.1, 0.8))
+    mask[:, 4] = IGNORE  # the missed column marked unsure: nothing left to disagree on
+    assert disagreement(alpha, mask) == pytest.approx((0.0, 1.0))
+    nobody = np.zeros((10, 10), np.uint8)
+    assert disagreement(np.zeros((10, 10), np.float32), nobody) == (0.0, 1.0)
+    assert disagreement(np.full((10, 10), 0.75, np.float32), nobody) == pytest.approx((0.75, 0.0))
+
+
 def test_worst_against_a_rival_orders_by_its_lead_within_a_source():
     def row(**figures):
         return {"per_image": {k: {"boundary_f": v[0], "source": v[1]} for k, v in figures.items()}}
