@@ -66,6 +66,7 @@ def main() -> int:
     p.add_argument("--negatives", type=Path, nargs="*", default=[])
     p.add_argument("--model", help="model file or shipped name; default: the shipped model")
     p.add_argument("--worst", type=int, default=24, help="photos on the sheet")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads; default: its own choice")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "audit")
     args = p.parse_args()
 
@@ -77,7 +78,7 @@ def main() -> int:
     from personcut import Segmenter
     from personcut.train.data.transforms import person_free_photos
 
-    seg = Segmenter(args.model, device="cpu")
+    seg = Segmenter(args.model, device="cpu", threads=args.threads)
     jobs: list[tuple[str, str, Path | Pair]] = []  # (name, source, pair or photo path)
     for root in args.data:
         for pair in MaskFolder.read(root):
