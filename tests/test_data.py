@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from conftest import SHARED, tiny_config
 from PIL import Image
 
-from personcut.train.data import IGNORE, build_dataset, skipped_files
+from personcut.train.data import IGNORE, build_dataset, read_exclude, skipped_files
 from personcut.train.data.coco import CocoPersonDataset
 from personcut.train.data.folders import FolderDataset
 from personcut.train.data.transforms import CopyPaste, EvalTransform, TrainTransform, eval_collate
@@ -186,6 +186,25 @@ def test_mixed_sources_and_groups(folder_data, coco_pack):
     from personcut.train.evaluation import dataset_groups
 
     assert dataset_groups(ds) == ["alpha", "beta", "coco"]
+
+
+def test_images_named_in_an_exclude_list_are_left_out_of_every_source(
+    folder_data, coco_pack, tmp_path
+):
+    path, images, *_ = coco_pack
+    listing = tmp_path / "label_errors.txt"
+    listing.write_text("# wrong masks\nalpha-001  # a stray stroke\n\n002\n")
+    exclude = read_exclude(listing)
+    assert exclude == {"alpha-001", "002"}
+    sources = [str(folder_data), f"{folder_data}:alpha", f"{path}:{images}"]
+    ds = build_dataset(sources, exclude=exclude)
+    assert len(ds) == (12 - 1) + (6 - 1) + (4 - 1)  # each copy of a weighed source loses it
+    names = {Path(item[0]).stem for part in ds.datasets for item in part.items}
+    assert "alpha-001" not in names and "002" not in names and "alpha-003" in names
+    with pytest.raises(ValueError, match="match no image.*alpha-999"):
+        build_dataset(sources, exclude=frozenset({"alpha-001", "alpha-999"}))
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        read_exclude(tmp_path / "nothing.txt")
 
 
 def test_train_transform_keeps_image_and_mask_aligned():
@@ -499,3 +518,16 @@ def test_negatives_halves_and_closeups(tmp_path):
         crop_image, crop_mask = closeup(image, mask)
         assert crop_image.shape[:2] == crop_mask.shape and crop_mask.any()
         assert crop_mask.shape[0] == crop_mask.shape[1] <= 55
+
+
+def test_a_config_s_exclude_list_reaches_the_training_loader(folder_data, tmp_path):
+    from personcut.train.loop import build_loaders
+    from personcut.train.runtime import Runtime
+
+    listing = tmp_path / "label_errors.txt"
+    listing.write_text("beta-000\nbeta-002\n")
+    config = tiny_config(folder_data, tmp_path / "run")
+    config.data.exclude = str(listing)
+    train_loader, val_loader = build_loaders(config, Runtime(torch.device("cpu")))
+    assert len(train_loader.dataset) == 10
+    assert len(val_loader.dataset) == 12  # the list is about training labels only

@@ -96,6 +96,9 @@ class DataConfig:
     twice as often."""
     val: list[str] = field(default_factory=list)
     """Validation sources, same forms as ``train``."""
+    exclude: str | None = None
+    """A text file of training image names (file stems, one per line, ``#`` comments) left out
+    of ``train``: labels found wrong (``benchmarks/audit_labels.py`` lists candidates)."""
     backgrounds: str | None = None
     """Folder of person-free photos for copy-paste compositing (None: no compositing)."""
     copy_paste_p: float = 0.5

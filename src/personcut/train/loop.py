@@ -35,7 +35,7 @@ from personcut.train.checkpoint import (
     set_rng_state,
 )
 from personcut.train.config import Config, save_config
-from personcut.train.data import build_dataset, skipped_files
+from personcut.train.data import build_dataset, read_exclude, skipped_files
 from personcut.train.data.common import SUBSTITUTED
 from personcut.train.data.scenes import SceneDataset
 from personcut.train.data.transforms import (
@@ -180,7 +180,10 @@ def build_loaders(config: Config, runtime: Runtime) -> tuple[DataLoader, DataLoa
         closeup_p=d.closeup_p,
         shadow_p=d.shadow_p,  # on the whole photo, before the crop
     )
-    train_set = build_dataset(d.train, transform, d.crowd, d.keep_empty, d.min_person_area)
+    exclude = read_exclude(d.exclude) if d.exclude else frozenset()
+    train_set = build_dataset(d.train, transform, d.crowd, d.keep_empty, d.min_person_area, exclude)
+    if exclude and runtime.is_main:
+        log.info("left out of training: the %d images named in %s", len(exclude), d.exclude)
     if d.scene_p or d.negative_p:
         negatives = person_free_photos(d.negatives, d.negatives_half) if d.negatives else None
         train_set = SceneDataset(

@@ -57,6 +57,7 @@ class CocoPersonDataset:
         crowd: str = "ignore",
         keep_empty: bool = True,
         min_person_area: float = 0.0,
+        exclude: frozenset[str] = frozenset(),
     ) -> None:
         from pycocotools.coco import COCO
 
@@ -81,7 +82,10 @@ class CocoPersonDataset:
         if not keep_empty:
             with_people = set(self.coco.getImgIds(catIds=self.person_ids))
             ids = [i for i in ids if i in with_people]
-        self.ids = ids
+        # images whose file stem is in ``exclude`` are left out (labels found wrong)
+        stem = {i: Path(self.coco.imgs[i]["file_name"]).stem for i in ids}
+        self.excluded = [stem[i] for i in ids if stem[i] in exclude]
+        self.ids = ids = [i for i in ids if stem[i] not in exclude]
         self.items = [(self.images / self.coco.imgs[i]["file_name"],) for i in ids]
         if not self.ids:
             raise ValueError(f"{self.annotations}: no images to use")

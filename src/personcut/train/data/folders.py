@@ -19,19 +19,29 @@ from personcut.train.data.common import load_or_substitute
 
 class FolderDataset(Dataset):
     """Pairs of ``images/`` and ``masks/`` files under ``root`` (with ``source``, only the pairs
-    of that source: names starting ``SOURCE-``).
+    of that source: names starting ``SOURCE-``; without those whose image stem is in
+    ``exclude``).
 
     Pairs whose mask is missing, unreadable or of another size are skipped with a warning and
     listed in ``skipped``. Items are ``(image uint8 HxWx3, mask uint8 HxW, group)`` before the
     transform, or whatever ``transform(image, mask)`` returns, plus the group.
     """
 
-    def __init__(self, root: str | Path, transform=None, *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        transform=None,
+        *,
+        source: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> None:
         # one source's pairs (names starting "coco-"), so a config can weigh it by listing it again
         folder = MaskFolder.read(root, source=source)
         self.root = folder.root
         self.transform = transform
-        self.pairs = folder.pairs
+        # pairs whose image stem is in ``exclude`` are left out (labels found wrong)
+        self.pairs = [p for p in folder.pairs if p.image.stem not in exclude]
+        self.excluded = [p.image.stem for p in folder.pairs if p.image.stem in exclude]
         self.skipped = folder.skipped
         self.colour_masks = folder.colour_masks
         self.items = [(p.image, p.mask, p.source) for p in self.pairs]
