@@ -6,12 +6,12 @@
 
 Each labelled photo is run as ``personcut remove`` runs it (default quality mode) and scored
 against its own mask: the mean absolute difference between the model's alpha and the mask over
-the pixels the mask does not leave out (``ignore/``), and the person IoU. Training batches whose
-loss jumps tenfold for one step (stages 55 and 56 logged 0.4-1.2 against about 0.1) come from
-photos like the top of this list: a mask that is wrong, a person the mask leaves out (Clothing
-Co-Parsing labels only the main subject), or a hard case the model really gets wrong. Only looking
-tells which, so the script writes a sheet of the worst ones (missed person red, person said where
-the mask has none blue) beside ``audit.json`` with every photo's figures.
+the pixels the mask does not leave out (``ignore/``), and the person IoU. The top of the list is a
+mix: masks that are wrong, conventions of a pack (Clothing Co-Parsing labels only the main
+subject, PicsArt counts held objects as person), and hard photos the model really gets wrong. Only
+looking tells which, so the script writes a sheet of the worst ones (missed person red, person
+said where the mask has none blue) beside ``audit.json`` with every photo's figures; the masks
+found wrong go in ``configs/label_errors.txt`` (``data.exclude``).
 
 ``--negatives`` adds the person-free photos training uses as hard negatives (every second photo of
 each source folder, from the first, as ``data.negatives_half: even`` takes them; the other half is

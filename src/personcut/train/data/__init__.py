@@ -61,7 +61,8 @@ def build_dataset(
     unmatched = exclude - {stem for part in parts for stem in part.excluded}
     if unmatched:
         raise ValueError(
-            f"{len(unmatched)} names to exclude match no image of {', '.join(sources)}: "
+            f"{len(unmatched)} names to exclude (data.exclude) match no image of "
+            f"{', '.join(sources)}: "
             f"{', '.join(sorted(unmatched)[:5])}"
         )
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
