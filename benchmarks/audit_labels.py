@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from personcut.scoring import IGNORE, MaskFolder, Pair
+from personcut.scoring import IGNORE, MaskFolder, Pair, confusion
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,14 +41,12 @@ from show_errors import error_picture  # noqa: E402  (a sibling script, not a pa
 
 def disagreement(alpha: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(mean |alpha - mask| over the pixels not left out, person IoU at alpha 0.5); IoU is 1 where
-    neither the mask nor the model has a person."""
+    neither the mask nor the model has a person. The counts are the scores' own
+    (:func:`personcut.scoring.confusion`): unsure pixels are left out as evaluation does."""
+    tp, fp, fn = confusion(alpha, mask)[:3]
+    iou = float(tp / (tp + fp + fn)) if tp + fp + fn else 1.0
     valid = mask != IGNORE
-    truth = mask[valid] == 1
-    soft = alpha[valid]
-    said = soft > 0.5
-    union = (said | truth).sum()
-    iou = float((said & truth).sum() / union) if union else 1.0
-    return float(np.abs(soft - truth).mean()) if valid.any() else 0.0, iou
+    return float(np.abs(alpha[valid] - (mask[valid] == 1)).mean()) if valid.any() else 0.0, iou
 
 
 def load(item: Path | Pair) -> tuple[np.ndarray, np.ndarray]:
