@@ -43,7 +43,11 @@ VARIANTS = [
     (5, 0.03, False),
     (5, 0.01, True),
     (8, 0.01, True),
+    (0, 0.01, False),
+    (0, 0.01, True),
 ]
+"""Radius 0: F and B from the shipped decontamination's own means instead (compose's blur-fusion
+grid of at most 128 px, read bilinearly): no extra blurs, coarser."""
 
 
 def colour_alpha(rgb: np.ndarray, alpha: np.ndarray, radius: int, tau: float, choke: bool):
@@ -55,6 +59,8 @@ def colour_alpha(rgb: np.ndarray, alpha: np.ndarray, radius: int, tau: float, ch
     if not mixed.any():
         return alpha
     image = rgb.astype(np.float32) / 255.0
+    if radius == 0:
+        return _project(image, alpha, *_fusion_means(rgb, alpha), mixed, tau, choke)
     fore = (alpha >= 0.95).astype(np.float32)
     back = (alpha <= 0.05).astype(np.float32)
     stack = np.concatenate(
@@ -65,10 +71,31 @@ def colour_alpha(rgb: np.ndarray, alpha: np.ndarray, radius: int, tau: float, ch
     f = s[..., 0:3] / np.maximum(s[..., 3:4], 1e-6)
     b = s[..., 4:7] / np.maximum(s[..., 7:8], 1e-6)
     known = (s[..., 3] > 0) & (s[..., 7] > 0)
+    return _project(image, alpha, f, b, known & mixed, tau, choke)
+
+
+def _fusion_means(rgb: np.ndarray, alpha: np.ndarray):
+    """The shipped decontamination's foreground and background means, enlarged to the photo."""
+    from PIL import Image
+
+    from personcut.compose import _colour_means
+
+    means = _colour_means(rgb, alpha)
+    h, w = alpha.shape
+    up = [
+        np.asarray(Image.fromarray(means[..., c].astype(np.float32), "F").resize((w, h)))
+        for c in range(6)
+    ]
+    return np.dstack(up[:3]), np.dstack(up[3:])
+
+
+def _project(image, alpha, f, b, where, tau: float, choke: bool) -> np.ndarray:
+    """Alpha moved towards the colour-line projection of each pixel onto (B, F) where trusted."""
+    mixed = (alpha > 0) & (alpha < 1) & where
     d = f - b
     dd = (d * d).sum(-1)
     projected = np.clip(((image - b) * d).sum(-1) / (dd + 1e-6), 0.0, 1.0)
-    trust = np.where(known & mixed, dd / (dd + tau), 0.0)
+    trust = np.where(mixed, dd / (dd + tau), 0.0)
     new = alpha + trust * (projected - alpha)
     if choke:
         new = np.minimum(new, alpha)
@@ -95,7 +122,10 @@ def main() -> int:
     from personcut.scoring import MaskFolder, Scores
 
     seg = Segmenter(device="cpu")
-    names = ["shipped"] + [f"radius {r}, tau {t}{', choke' if c else ''}" for r, t, c in VARIANTS]
+    names = ["shipped"] + [
+        f"{f'radius {r}' if r else 'fusion means'}, tau {t}{', choke' if c else ''}"
+        for r, t, c in VARIANTS
+    ]
     halo: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     items = list(bench_halo.composites(args.data, args.limit, "persons-train", step=16))
     for item in tqdm(items, desc="composites"):
