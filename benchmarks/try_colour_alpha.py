@@ -155,8 +155,10 @@ def main() -> int:
     for name in names:
         r = scores[name].result()
         rows[name] = {
-            "fringe_error": round(float(np.mean([e[0] for e in halo[name]])), 3),
-            "edge_band_error": round(float(np.mean([e[1] for e in halo[name]])), 3),
+            "fringe_error": round(float(np.mean([e[0] for e in halo[name]])), 3) if items else None,
+            "edge_band_error": round(float(np.mean([e[1] for e in halo[name]])), 3)
+            if items
+            else None,
             "person_iou": round(r["person_iou"], 4),
             "boundary_f": round(r["boundary_f"], 4),
             "alpha_mae": round(r["mae"], 4),
