@@ -76,26 +76,18 @@ def colour_alpha(rgb: np.ndarray, alpha: np.ndarray, radius: int, tau: float, ch
 
 def _fusion_means(rgb: np.ndarray, alpha: np.ndarray):
     """The shipped decontamination's foreground and background means, enlarged to the photo."""
-    from PIL import Image
-
     from personcut.compose import _colour_means
 
-    means = _colour_means(rgb, alpha)
-    h, w = alpha.shape
-    up = [
-        np.asarray(Image.fromarray(means[..., c].astype(np.float32), "F").resize((w, h)))
-        for c in range(6)
-    ]
-    return np.dstack(up[:3]), np.dstack(up[3:])
+    return tune_decontaminate.enlarge_means(_colour_means(rgb, alpha), *alpha.shape)
 
 
 def _project(image, alpha, f, b, where, tau: float, choke: bool) -> np.ndarray:
-    """Alpha moved towards the colour-line projection of each pixel onto (B, F) where trusted."""
-    mixed = (alpha > 0) & (alpha < 1) & where
+    """Alpha moved towards the colour-line projection of each pixel onto (B, F) where trusted,
+    at the pixels ``where`` (mixed ones, the callers' mask)."""
     d = f - b
     dd = (d * d).sum(-1)
     projected = np.clip(((image - b) * d).sum(-1) / (dd + 1e-6), 0.0, 1.0)
-    trust = np.where(mixed, dd / (dd + tau), 0.0)
+    trust = np.where(where, dd / (dd + tau), 0.0)
     new = alpha + trust * (projected - alpha)
     if choke:
         new = np.minimum(new, alpha)

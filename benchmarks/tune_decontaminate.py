@@ -46,6 +46,16 @@ ESTIMATORS = [
 LEVELS = [(0.1, 0.9), (0.2, 0.9), (0.3, 0.9), (0.2, 0.95), (0.3, 0.95), (0.4, 0.95)]
 
 
+def enlarge_means(means: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blur fusion's HxWx6 (F, B) means in [0, 1] enlarged to h x w (Pillow's default resampling
+    on float maps): (F, B), each h x w x 3."""
+    up = [
+        np.asarray(Image.fromarray(means[..., c].astype(np.float32), "F").resize((w, h)))
+        for c in range(6)
+    ]
+    return np.dstack(up[:3]), np.dstack(up[3:])
+
+
 def blur_fusion(
     rgb: np.ndarray, alpha: np.ndarray, grid: int, wide: float, narrow: float, passes: int
 ) -> np.ndarray:
@@ -64,11 +74,8 @@ def blur_fusion(
         f, b = means[..., :3], means[..., 3:]
         fore = np.clip(f + a * (image - a * f - (1 - a) * b), 0, 1)
         means = _blur_means(fore, b, a, max(1, round(narrow * scale)))
-    up = [
-        np.asarray(Image.fromarray(means[..., c].astype(np.float32), "F").resize((w, h)))
-        for c in range(6)
-    ]
-    f, b = np.dstack(up[:3]) * 255, np.dstack(up[3:]) * 255
+    f, b = enlarge_means(means, h, w)
+    f, b = f * 255, b * 255
     al = alpha[..., None]
     fore = np.clip(f + al * (rgb - al * f - (1 - al) * b) + 0.5, 0, 255)
     band = ((alpha > BAND[0]) & (alpha < BAND[1]))[..., None]
