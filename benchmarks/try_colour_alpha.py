@@ -75,7 +75,9 @@ def colour_alpha(rgb: np.ndarray, alpha: np.ndarray, radius: int, tau: float, ch
 
 
 def _fusion_means(rgb: np.ndarray, alpha: np.ndarray):
-    """The shipped decontamination's foreground and background means, enlarged to the photo."""
+    """The shipped decontamination's foreground and background means, enlarged to the photo by
+    tune_decontaminate's smooth float resize (the package reads them from a k-times 8-bit grid
+    instead, compose._enlarge: the same means, not the same enlargement)."""
     from personcut.compose import _colour_means
 
     return tune_decontaminate.enlarge_means(_colour_means(rgb, alpha), *alpha.shape)
