@@ -8,6 +8,8 @@ of the row in RESULTS' tables ("Averaging weights"), from the repo's own command
         --rule benchmarks/ship_rule.json --against benchmarks/results/judge_s22_s26.json
     python benchmarks/judge.py --check runs/judge/s29.json \
         --rule benchmarks/ship_rule.json --against benchmarks/results/judge_s22_s26.json
+    python benchmarks/judge.py --table benchmarks/results/judge_s51_soup.json runs/judge/s61*.json \
+        --rule benchmarks/ship_rule.json --against benchmarks/results/judge_s51_soup.json
 
 Steps (each a command anyone can run alone): `personcut export` (for .pt / .safetensors),
 `personcut evaluate --edges` on persons-val (person IoU overall and per source, boundary F,
@@ -104,6 +106,41 @@ def report_rule(row: dict, rule_path: Path, against: Path | None) -> int:
     return 0 if passed else 1
 
 
+COLUMNS = (
+    "persons-val | ccp IoU / bF | coco IoU / bF | picsart IoU / bF | boundary F | alpha MAE | "
+    "false people | turned 90 / 180 | grey / dark / backlit | x3 | rule"
+)
+
+
+def table_row(row_path: Path, rule: dict | None = None, shipped: dict | None = None) -> str:
+    """One line of RESULTS' stage tables (header ``COLUMNS``) from a judged row. Rows judged
+    before the row carried each source's boundary F read it from the evaluate JSON beside them
+    (``NAME.evaluate.json`` in runs/judge, ``evaluate_NAME.json`` in benchmarks/results)."""
+    row = json.loads(row_path.read_text())
+    name = row["name"]
+    if "ccp_boundary_f" not in row:
+        for beside in (f"{name}.evaluate.json", f"evaluate_{name}.json"):
+            if (row_path.parent / beside).is_file():
+                by_source = json.loads((row_path.parent / beside).read_text())["by_source"]
+                row.update({f"{s}_boundary_f": f["boundary_f"] for s, f in by_source.items()})
+    negatives = 923  # held-out person-free photos: false_people is a share of them
+    cells = [
+        f"{row['person_iou']:.5f}",
+        *(f"{row[s]:.4f} / {row[f'{s}_boundary_f']:.3f}" for s in ("ccp", "coco", "picsart")),
+        f"{row['boundary_f']:.4f}",
+        f"{row['alpha_mae']:.4f}",
+        f"{round(row['false_people'] * negatives)}",
+        f"{row['turn90']:.3f} / {row['turn180']:.3f}",
+        f"{row['gray']:.3f} / {row['dark']:.3f} / {row['backlit']:.3f}",
+        f"{row['x3']:.4f}",
+    ]
+    verdict = ""
+    if rule is not None:
+        failed = sorted({what.split()[0] for what, ok in check_rule(row, rule, shipped) if not ok})
+        verdict = "FAIL " + ", ".join(failed) if failed else "PASS"
+    return f"| {name} | " + " | ".join(cells) + f" | {verdict} |"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model", nargs="?", help=".pt, .safetensors, .onnx or a shipped name")
@@ -115,7 +152,17 @@ def main() -> int:
     p.add_argument("--rule", type=Path, help="replacement rule (JSON) the row must pass")
     p.add_argument("--against", type=Path, help="the shipped model's row (a judge JSON)")
     p.add_argument("--check", type=Path, help="check this judged row against --rule; no judging")
+    p.add_argument(
+        "--table", type=Path, nargs="+", help="print judged rows as RESULTS' table; no judging"
+    )
     args = p.parse_args()
+    if args.table:
+        rule = json.loads(args.rule.read_text()) if args.rule else None
+        shipped = json.loads(args.against.read_text()) if args.against else None
+        print(f"| model (mirror pass) | {COLUMNS} |\n|" + " --- |" * (COLUMNS.count("|") + 2))
+        for row_path in args.table:
+            print(table_row(row_path, rule, shipped))
+        return 0
     if args.check:
         if not args.rule:
             p.error("--check needs --rule")
@@ -145,6 +192,7 @@ def main() -> int:
     row["person_iou"] = evaluation["person_iou"]
     for source, figures in evaluation.get("by_source", {}).items():
         row[source] = figures["person_iou"]
+        row[f"{source}_boundary_f"] = figures["boundary_f"]
     row["boundary_f"], row["alpha_mae"] = evaluation["boundary_f"], evaluation["mae"]
 
     def bench(script: str, *extra: str) -> dict:

@@ -181,6 +181,22 @@ def test_judge_gives_the_whole_row_for_a_checkpoint(tmp_path):
     assert "classic" in done.stdout and "person_iou=" in done.stdout
 
 
+def test_judge_table_prints_results_rows_with_the_rules_verdict():
+    """--table turns judged rows into RESULTS' stage table, the verdict from the rule: stage 60's
+    average (kept in results/) fails on false people alone, six photos against four."""
+    judge = load("judge")
+    results = BENCHMARKS / "results"
+    rule = json.loads((BENCHMARKS / "ship_rule.json").read_text())
+    shipped = json.loads((results / "judge_s51_soup.json").read_text())
+    line = judge.table_row(results / "judge_s60_soup.json", rule, shipped)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert len(cells) == judge.COLUMNS.count("|") + 2  # name, each column, rule
+    assert cells[0] == "s60_soup" and cells[1] == "0.94482"
+    assert cells[2] == "0.9443 / 0.924"  # ccp's boundary F read from the evaluate JSON beside
+    assert cells[7] == "6" and cells[-1] == "FAIL false_people"
+    assert judge.table_row(results / "judge_s51_soup.json", rule, shipped).endswith("| PASS |")
+
+
 def test_ship_rule_fails_each_way_a_candidate_can_fall_short():
     judge = load("judge")
     rule = {
