@@ -34,6 +34,7 @@ SABOTAGES=(
   "a source's own pairs not picked|edit src/personcut/scoring.py '            if source not in (None, pair_source):' '            if False:'|tests/test_data.py -k weighed"
   "config's loss weights not used|edit src/personcut/train/loop.py '            lovasz_weight=t.lovasz_weight,' ''|tests/test_engine.py -k loss_weights"
   "HTTP quality field ignored|edit src/personcut/server/app.py 'quality=form.get(\"quality\") or query[\"quality\"],' 'quality=None,'|tests/test_server.py -k quality"
+  "resume onto other data|edit src/personcut/train/loop.py 'if held is not None and held != train_images:' 'if False:'|tests/test_engine.py -k resume_refuses"
   "excluded labels kept|edit src/personcut/train/data/folders.py 'self.pairs = [p for p in folder.pairs if p.image.stem not in exclude]' 'self.pairs = folder.pairs'|tests/test_data.py -k exclude"
   "skipped files counted twice|edit src/personcut/train/data/__init__.py 'list(dict.fromkeys(s for p in parts' 'list((s for p in parts'|tests/test_data.py -k skipped"
   "shadow cast over the person|edit src/personcut/train/data/transforms.py 'shadow = shadow * (1 - person)' 'shadow = shadow * 1'|tests/test_data.py -k shadow"

@@ -256,6 +256,32 @@ def test_resuming_a_run_without_an_average_into_one_says_so(folder_data, tmp_pat
         fit(cfg, resume=tmp_path / "r" / "last.pt")
 
 
+def test_resume_refuses_other_training_data_and_warns_of_changed_config(
+    folder_data, tmp_path, caplog
+):
+    """An image added to the training data (or data.exclude's list edited) after a run began
+    would change the sampler's order under --resume: refused, naming the checkpoint; a changed
+    config key is logged by name."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(folder_data, data)
+    cfg = tiny_config(data, tmp_path / "r", seed=5)
+    cfg.train.epochs = 3
+    fit(cfg, stop_after=1)
+    last = tmp_path / "r" / "last.pt"
+    assert torch.load(last, weights_only=False)["train_images"] == 12
+    cfg.train.lr = cfg.train.lr / 2
+    with caplog.at_level("WARNING", logger="personcut"):
+        fit(cfg, resume=last, stop_after=1)  # same data: resumes, says what changed
+    assert "['train.lr']" in caplog.text
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("alpha-001  # a label error found after the run began\n")
+    cfg.data.exclude = str(exclude)
+    with pytest.raises(ValueError, match=r"last\.pt trained on 12 images.* now gives 11"):
+        fit(cfg, resume=last)
+
+
 def test_config_typo_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config(None, ["train.epoch=3"])

@@ -301,6 +301,7 @@ class _Run:
     history: list[dict[str, Any]] | None = None
     best: float = float("-inf")  # a run without validation scores -loss, which may be < -1
     ema: AveragedModel | None = None  # the weights' moving average (train.ema_decay)
+    train_images: int = 0  # the training set's size, kept in checkpoints
 
     @property
     def kept(self) -> nn.Module:
@@ -316,7 +317,8 @@ def _fit(
     model = _initial_model(config, runtime, resume)
     train_loader, val_loader = build_loaders(config, runtime)
     _log_data(train_loader, val_loader, runtime)
-    run = _prepare_run(config, runtime, model, len(train_loader), out, resume)
+    images = len(train_loader.dataset)
+    run = _prepare_run(config, runtime, model, len(train_loader), images, out, resume)
     end_epoch = t.epochs if stop_after is None else min(t.epochs, run.start_epoch + stop_after)
     for epoch in range(run.start_epoch, end_epoch):
         row, examples = _one_epoch(config, runtime, run, train_loader, val_loader, epoch)
@@ -391,10 +393,12 @@ def _prepare_run(
     runtime: Runtime,
     model: nn.Module,
     loader_steps: int,
+    train_images: int,
     out: Path,
     resume: str | Path | None,
 ) -> _Run:
-    """Optimizer, schedule and mixed precision; restored exactly from ``resume`` if given."""
+    """Optimizer, schedule and mixed precision; restored exactly from ``resume`` if given.
+    ``train_images`` (the training set's size) must be what the resumed run trained on."""
     t = config.train
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     steps_per_epoch = min(t.max_steps_per_epoch or loader_steps, loader_steps)
@@ -406,7 +410,8 @@ def _prepare_run(
     if dtype is not None and runtime.device.type == "cpu" and not cpu_has_bf16():
         log.warning("train.amp bf16 on a CPU without bf16 instructions: steps will be far slower")
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    run = _Run(model, model, optimizer, scheduler, scaler, dtype, t.channels_last, history=[])
+    run = _Run(model, model, optimizer, scheduler, scaler, dtype, t.channels_last)
+    run.history, run.train_images = [], train_images
     if t.ema_decay:
         # Buffers too: the average's BatchNorm statistics must match its own weights.
         run.ema = AveragedModel(
@@ -414,6 +419,7 @@ def _prepare_run(
         )
     if resume:
         ckpt = load_checkpoint(resume, runtime.device)
+        _check_same_run(resume, ckpt, config, train_images)
         model.load_state_dict(ckpt["model"])
         if run.ema is not None:
             if ckpt.get("ema") is None:
@@ -435,6 +441,28 @@ def _prepare_run(
     if t.compile:
         run.train_model = torch.compile(run.train_model)
     return run
+
+
+def _check_same_run(resume: str | Path, ckpt: dict, config: Config, train_images: int) -> None:
+    """Refuse to resume onto other training data (a folder's files or ``data.exclude``'s list
+    changed since the run began: the sampler's order, and so the run, would silently differ);
+    warn of any config key that differs from the one the run began with."""
+    held = ckpt.get("train_images")  # absent from checkpoints written before it was kept
+    if held is not None and held != train_images:
+        raise ValueError(
+            f"{resume} trained on {held} images, but data.train (less data.exclude) now gives "
+            f"{train_images}: restore the data the run began with, or start a new run"
+        )
+
+    before, now = ckpt.get("config", {}), config.to_dict()
+    changed = [
+        f"{section}.{key}"
+        for section in sorted(before.keys() | now.keys())
+        for key in sorted(before.get(section, {}).keys() | now.get(section, {}).keys())
+        if before.get(section, {}).get(key) != now.get(section, {}).get(key)
+    ]
+    if changed:
+        log.warning("resuming %s with config keys changed since it began: %s", resume, changed)
 
 
 def _one_epoch(
@@ -529,6 +557,7 @@ def _save_epoch(
         "history": run.history,
         "rng": rng_state(),
         "best": run.best,
+        "train_images": run.train_images,  # a resume onto other data is refused
     }
     # last.pt is written last: once it says an epoch is done, that epoch's best.* and metrics
     # row are on disk too, whenever the process is killed.
