@@ -410,8 +410,17 @@ def _prepare_run(
     if dtype is not None and runtime.device.type == "cpu" and not cpu_has_bf16():
         log.warning("train.amp bf16 on a CPU without bf16 instructions: steps will be far slower")
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    run = _Run(model, model, optimizer, scheduler, scaler, dtype, t.channels_last)
-    run.history, run.train_images = [], train_images
+    run = _Run(
+        model,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        dtype,
+        t.channels_last,
+        history=[],
+        train_images=train_images,
+    )
     if t.ema_decay:
         # Buffers too: the average's BatchNorm statistics must match its own weights.
         run.ema = AveragedModel(
